@@ -1,0 +1,1 @@
+//! Streaming OpenPGP encryption/decryption and detached signatures.

@@ -1,0 +1,1 @@
+//! OpenPGP keys: generation, listing, loading certificates and secret keys.
