@@ -1,0 +1,154 @@
+//! Bounded byte pipes between pipeline stages.
+//!
+//! Each stage of a backup or restore runs on its own thread; a pipe carries chunks of at most
+//! [`CHUNK_SIZE`] bytes, at most [`PIPE_DEPTH`] in flight, so memory stays bounded whatever the
+//! size of the data. The ends are tokio channels so that an async task (the uploader, the
+//! downloader) can sit at either end.
+
+use std::io::{self, Read, Write};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+
+/// Bytes per chunk.
+pub(crate) const CHUNK_SIZE: usize = 256 * 1024;
+/// Chunks buffered in one pipe.
+pub(crate) const PIPE_DEPTH: usize = 4;
+
+/// A new pipe: a blocking writer and a blocking reader.
+pub(crate) fn pipe() -> (PipeWriter, PipeReader) {
+    let (tx, rx) = mpsc::channel(PIPE_DEPTH);
+    (PipeWriter::new(tx), PipeReader::new(rx))
+}
+
+/// The error a stage sees when the stage after it has stopped (and reported its own error).
+pub(crate) fn downstream_stopped() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the next pipeline stage stopped")
+}
+
+/// Writes into a pipe from a blocking thread. Call [`PipeWriter::finish`] (or `flush`) at the
+/// end: dropping it closes the pipe too, but loses what is still buffered.
+#[derive(Debug)]
+pub(crate) struct PipeWriter {
+    tx: mpsc::Sender<Bytes>,
+    buffer: BytesMut,
+}
+
+impl PipeWriter {
+    pub(crate) fn new(tx: mpsc::Sender<Bytes>) -> Self {
+        Self {
+            tx,
+            buffer: BytesMut::with_capacity(CHUNK_SIZE),
+        }
+    }
+
+    fn send_buffer(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = self.buffer.split().freeze();
+        self.buffer.reserve(CHUNK_SIZE);
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| downstream_stopped())
+    }
+
+    /// Sends what is buffered and closes the pipe.
+    pub(crate) fn finish(mut self) -> io::Result<()> {
+        self.send_buffer()
+    }
+}
+
+impl Write for PipeWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK_SIZE - self.buffer.len());
+        self.buffer.extend_from_slice(&data[..n]);
+        if self.buffer.len() == CHUNK_SIZE {
+            self.send_buffer()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send_buffer()
+    }
+}
+
+/// Reads from a pipe on a blocking thread; end of data when the writer is gone.
+#[derive(Debug)]
+pub(crate) struct PipeReader {
+    rx: mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl PipeReader {
+    pub(crate) fn new(rx: mpsc::Receiver<Bytes>) -> Self {
+        Self {
+            rx,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.current.len());
+        out[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Counts the bytes that pass through a writer.
+#[derive(Debug)]
+pub(crate) struct CountingWriter<W> {
+    pub(crate) inner: W,
+    pub(crate) count: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(data)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_cross_a_pipe_unchanged_in_order() {
+        let data: Vec<u8> = (0..3 * CHUNK_SIZE + 17).map(|i| (i % 253) as u8).collect();
+        let (mut writer, mut reader) = pipe();
+        let expected = data.clone();
+        let producer = std::thread::spawn(move || {
+            for piece in data.chunks(10_000) {
+                writer.write_all(piece).unwrap();
+            }
+            writer.finish().unwrap();
+        });
+        let mut back = Vec::new();
+        reader.read_to_end(&mut back).unwrap();
+        producer.join().unwrap();
+        assert!(back == expected);
+    }
+
+    #[test]
+    fn a_writer_learns_when_the_reader_is_gone() {
+        let (mut writer, reader) = pipe();
+        drop(reader);
+        let err = writer.write_all(&vec![0u8; CHUNK_SIZE]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    }
+}

@@ -1,0 +1,921 @@
+//! A stack's backups in a store: create, list, restore, verify and prune snapshots.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio::task::spawn_blocking;
+
+use crate::crypto;
+use crate::error::{Error, Result};
+use crate::keys::{Recipients, SecretKeys, Signer, TrustedSigners};
+use crate::manifest::{
+    Layout, MANIFEST_FORMAT, Manifest, SourceKind, SourceRecord, is_snapshot_id, new_snapshot_id,
+    validate_name,
+};
+use crate::pipe::{PIPE_DEPTH, PipeReader, PipeWriter, pipe};
+use crate::retention::{RetentionDecision, RetentionPolicy};
+use crate::source::SourceSpec;
+use crate::store::{BackupStore, BackupStoreExt, StoreError};
+
+/// zstd level of backups: zstd's default, the best speed/ratio trade-off for mixed data.
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
+
+/// Which snapshot an operation is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotSelector {
+    /// The newest snapshot of the stack.
+    Latest,
+    /// A snapshot id, or a prefix of exactly one.
+    Id(String),
+}
+
+impl FromStr for SnapshotSelector {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(match s {
+            "latest" => SnapshotSelector::Latest,
+            id => SnapshotSelector::Id(id.to_string()),
+        })
+    }
+}
+
+/// What to back up and for whom.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// The sources; names must be unique.
+    pub sources: Vec<SourceSpec>,
+    /// Certificates every object is encrypted to.
+    pub recipients: Recipients,
+    /// Key that signs the manifest, if any.
+    pub signer: Option<Signer>,
+    /// Sources processed at once.
+    pub parallelism: usize,
+    /// zstd level.
+    pub compression_level: i32,
+}
+
+impl CreateOptions {
+    /// Options with the defaults: sources in parallel up to the number of cores, zstd level 3.
+    pub fn new(sources: Vec<SourceSpec>, recipients: Recipients) -> Self {
+        Self {
+            sources,
+            recipients,
+            signer: None,
+            parallelism: default_parallelism(),
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
+        }
+    }
+}
+
+fn default_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(4))
+}
+
+/// A snapshot as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotEntry {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Whether a signature object exists (checked only where trusted signers are given).
+    pub signed: bool,
+}
+
+/// What to restore and where.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// Which snapshot.
+    pub snapshot: SnapshotSelector,
+    /// Which sources; empty means all.
+    pub sources: Vec<String>,
+    /// Directory that receives `NAME/` (directories) or `NAME` (files).
+    pub target: PathBuf,
+    /// Keys that can decrypt the stack's data.
+    pub keys: SecretKeys,
+    /// If given, the manifest must carry a valid signature by one of these.
+    pub trust: Option<TrustedSigners>,
+}
+
+/// One restored source.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoredSource {
+    /// Source name.
+    pub name: String,
+    /// What it was.
+    pub kind: SourceKind,
+    /// Where it now is.
+    pub path: PathBuf,
+    /// Plain bytes restored.
+    pub plain_bytes: u64,
+}
+
+/// The outcome of a restore.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    /// Snapshot id.
+    pub snapshot: String,
+    /// Signer whose signature was checked, if trusted signers were given.
+    pub verified_signer: Option<String>,
+    /// Restored sources.
+    pub sources: Vec<RestoredSource>,
+}
+
+/// One verified snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifiedSnapshot {
+    /// Snapshot id.
+    pub snapshot: String,
+    /// Signer whose signature was checked, if trusted signers were given.
+    pub verified_signer: Option<String>,
+    /// Sources read back, decrypted and decompressed in full.
+    pub sources: Vec<RestoredSource>,
+}
+
+/// What prune decided and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    /// Decision per snapshot, newest first.
+    pub decisions: Vec<RetentionDecision>,
+    /// Snapshot data left by interrupted backups (no manifest), older than the grace period.
+    pub orphans: Vec<String>,
+    /// Objects removed (or that would be, on a dry run).
+    pub removed_objects: Vec<String>,
+    /// True when nothing was removed because it was a dry run.
+    pub dry_run: bool,
+}
+
+/// A stack's backups in a store.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    store: Arc<dyn BackupStore>,
+    stack: String,
+    layout: Layout,
+}
+
+impl Repository {
+    /// The backups of `stack` in `store`.
+    pub fn new(store: Arc<dyn BackupStore>, stack: &str) -> Result<Self> {
+        validate_name("stack", stack)?;
+        Ok(Self {
+            store,
+            stack: stack.to_string(),
+            layout: Layout::new(stack),
+        })
+    }
+
+    /// The stack's name.
+    pub fn stack(&self) -> &str {
+        &self.stack
+    }
+
+    /// Backs up every source into a new snapshot and returns its manifest. On any failure
+    /// nothing becomes visible: objects already stored are removed and no manifest is written.
+    pub async fn create(&self, options: CreateOptions) -> Result<Manifest> {
+        let CreateOptions {
+            sources,
+            recipients,
+            signer,
+            parallelism,
+            compression_level,
+        } = options;
+        if sources.is_empty() {
+            return Err(Error::InvalidSourceSpec {
+                spec: String::new(),
+                reason: "no sources given".into(),
+            });
+        }
+        let mut names = BTreeSet::new();
+        let mut planned = Vec::with_capacity(sources.len());
+        for spec in sources {
+            if !names.insert(spec.name.clone()) {
+                return Err(Error::InvalidSourceSpec {
+                    spec: spec.to_string(),
+                    reason: format!("source name {:?} is given twice", spec.name),
+                });
+            }
+            let kind = spec.kind(&self.stack)?;
+            planned.push((spec, kind));
+        }
+
+        let time = jiff::Timestamp::now();
+        let snapshot = new_snapshot_id(time);
+        let records: Result<Vec<SourceRecord>> = stream::iter(planned)
+            .map(|(spec, kind)| {
+                self.store_source(&snapshot, spec, kind, &recipients, compression_level)
+            })
+            .buffered(parallelism.max(1))
+            .try_collect()
+            .await;
+        let records = match records {
+            Ok(records) => records,
+            Err(e) => {
+                self.remove_prefix(&self.layout.snapshot_data_prefix(&snapshot))
+                    .await;
+                return Err(e);
+            }
+        };
+
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            tool: concat!("drp ", env!("CARGO_PKG_VERSION")).to_string(),
+            stack: self.stack.clone(),
+            snapshot: snapshot.clone(),
+            time,
+            finished: jiff::Timestamp::now(),
+            hostname: hostname(),
+            recipients: recipients.fingerprints(),
+            signer: signer.as_ref().map(Signer::fingerprint),
+            sources: records,
+        };
+        let bytes = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
+        let committed = self
+            .commit_manifest(&snapshot, bytes, signer.as_ref())
+            .await;
+        if let Err(e) = committed {
+            self.remove_prefix(&self.layout.snapshot_data_prefix(&snapshot))
+                .await;
+            return Err(e);
+        }
+        Ok(manifest)
+    }
+
+    async fn commit_manifest(
+        &self,
+        snapshot: &str,
+        bytes: Vec<u8>,
+        signer: Option<&Signer>,
+    ) -> Result<()> {
+        if let Some(signer) = signer {
+            let signature = crypto::sign_detached(signer, &bytes)?;
+            self.store
+                .put(&self.layout.signature(snapshot), signature.into())
+                .await?;
+        }
+        // Written last: from here on the snapshot exists.
+        self.store
+            .put(&self.layout.manifest(snapshot), bytes.into())
+            .await?;
+        Ok(())
+    }
+
+    /// Best effort: a failure here leaves only invisible objects, which prune removes later.
+    async fn remove_prefix(&self, prefix: &str) {
+        if let Ok(objects) = self.store.list(prefix).await {
+            for object in objects {
+                let _ = self.store.delete(&object.key).await;
+            }
+        }
+    }
+
+    /// source → (thread) read → (thread) zstd → (thread) OpenPGP → upload, with SHA-256 and
+    /// byte counts taken on the way. The object is completed only when every stage succeeded.
+    async fn store_source(
+        &self,
+        snapshot: &str,
+        spec: SourceSpec,
+        kind: SourceKind,
+        recipients: &Recipients,
+        level: i32,
+    ) -> Result<SourceRecord> {
+        let name = spec.name.clone();
+        let object = self.layout.object(snapshot, &name, kind);
+        let mut upload = self.store.put_stream(&object).await?;
+
+        let (mut plain_out, mut plain_in) = pipe();
+        let (compressed_out, mut compressed_in) = pipe();
+        let (cipher_tx, mut cipher_rx) = mpsc::channel::<Bytes>(PIPE_DEPTH);
+
+        let stack = self.stack.clone();
+        let read = spawn_blocking(move || {
+            let n = spec.read_into(&stack, &mut plain_out)?;
+            plain_out
+                .finish()
+                .map_err(|e| Error::io("backup pipeline", e))?;
+            Ok::<u64, Error>(n)
+        });
+        let compress = spawn_blocking(move || {
+            let mut encoder = zstd::Encoder::new(compressed_out, level)?;
+            io::copy(&mut plain_in, &mut encoder)?;
+            encoder.finish()?.finish()
+        });
+        let recipients = recipients.clone();
+        let encrypt = spawn_blocking(move || {
+            let mut writer = crypto::encrypt(&recipients, PipeWriter::new(cipher_tx))?;
+            io::copy(&mut compressed_in, &mut writer).map_err(|e| Error::io("encrypting", e))?;
+            writer.finish().map_err(|e| Error::io("encrypting", e))
+        });
+
+        let mut hasher = Sha256::new();
+        let mut stored_bytes = 0u64;
+        let mut upload_error = None;
+        while let Some(chunk) = cipher_rx.recv().await {
+            hasher.update(&chunk);
+            stored_bytes += chunk.len() as u64;
+            if let Err(e) = upload.write(chunk).await {
+                upload_error = Some(e);
+                break;
+            }
+        }
+        drop(cipher_rx);
+
+        let read = read.await.expect("the read stage does not panic");
+        let compress = compress.await.expect("the compress stage does not panic");
+        let encrypt = encrypt.await.expect("the encrypt stage does not panic");
+        // A stage stopped by the stage after it reports a broken pipe; the cause is downstream.
+        let failure = upload_error
+            .map(Error::from)
+            .or(encrypt.err().filter(|e| !is_broken_pipe(e)))
+            .or(compress
+                .err()
+                .filter(|e| e.kind() != io::ErrorKind::BrokenPipe)
+                .map(|e| {
+                    Error::io(
+                        format!("stack {}, source {name}: compressing", self.stack),
+                        e,
+                    )
+                }));
+        let plain_bytes = match (failure, read) {
+            (Some(e), _) | (None, Err(e)) => {
+                let _ = upload.abort().await;
+                return Err(e);
+            }
+            (None, Ok(n)) => n,
+        };
+        upload.complete().await?;
+        Ok(SourceRecord {
+            name,
+            kind,
+            object,
+            plain_bytes,
+            stored_bytes,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+
+    /// Snapshot ids present (those with a manifest), oldest first.
+    async fn snapshot_ids(&self) -> Result<Vec<String>> {
+        let mut ids: Vec<String> = self
+            .store
+            .list(&self.layout.snapshots_prefix())
+            .await?
+            .into_iter()
+            .filter_map(|o| snapshot_of_manifest_key(&o.key).map(str::to_string))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Every snapshot of the stack, newest first.
+    pub async fn snapshots(&self) -> Result<Vec<SnapshotEntry>> {
+        let objects = self.store.list(&self.layout.snapshots_prefix()).await?;
+        let signatures: BTreeSet<&str> = objects
+            .iter()
+            .filter_map(|o| o.key.strip_suffix(".json.sig"))
+            .collect();
+        let mut ids: Vec<&str> = objects
+            .iter()
+            .filter_map(|o| snapshot_of_manifest_key(&o.key))
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let signatures = &signatures;
+        stream::iter(ids)
+            .map(|id| async move {
+                let manifest = self.load_manifest(id, None).await?;
+                let signed =
+                    signatures.contains(self.layout.manifest(id).trim_end_matches(".json"));
+                Ok(SnapshotEntry { manifest, signed })
+            })
+            .buffered(8)
+            .try_collect()
+            .await
+    }
+
+    /// The id a selector names.
+    pub async fn resolve(&self, selector: &SnapshotSelector) -> Result<String> {
+        let ids = self.snapshot_ids().await?;
+        let not_found = |message: String| Error::SnapshotNotFound {
+            stack: self.stack.clone(),
+            message,
+        };
+        match selector {
+            SnapshotSelector::Latest => ids
+                .last()
+                .cloned()
+                .ok_or_else(|| not_found(format!("no snapshots in {}", self.store))),
+            SnapshotSelector::Id(wanted) => {
+                let matches: Vec<&String> = ids
+                    .iter()
+                    .filter(|id| id.starts_with(wanted.as_str()))
+                    .collect();
+                match matches.as_slice() {
+                    [one] => Ok((*one).clone()),
+                    [] => Err(not_found(format!(
+                        "no snapshot {wanted} in {} ({} snapshots{})",
+                        self.store,
+                        ids.len(),
+                        ids.last()
+                            .map(|l| format!(", latest {l}"))
+                            .unwrap_or_default()
+                    ))),
+                    many => Err(not_found(format!(
+                        "{wanted} matches {} snapshots; give more of the id",
+                        many.len()
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Reads a snapshot's manifest; with `trust`, refuses it unless it is signed by one of them.
+    pub async fn load_manifest(
+        &self,
+        snapshot: &str,
+        trust: Option<&TrustedSigners>,
+    ) -> Result<Manifest> {
+        Ok(self.load_checked_manifest(snapshot, trust).await?.0)
+    }
+
+    async fn load_checked_manifest(
+        &self,
+        snapshot: &str,
+        trust: Option<&TrustedSigners>,
+    ) -> Result<(Manifest, Option<String>)> {
+        let refuse = |reason: String| Error::ManifestRefused {
+            stack: self.stack.clone(),
+            snapshot: snapshot.to_string(),
+            reason,
+        };
+        let bytes = match self.store.get_bytes(&self.layout.manifest(snapshot)).await {
+            Ok(bytes) => bytes,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(Error::SnapshotNotFound {
+                    stack: self.stack.clone(),
+                    message: format!("no snapshot {snapshot} in {}", self.store),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let verified_signer = match trust {
+            None => None,
+            Some(trust) => {
+                let signature = match self.store.get_bytes(&self.layout.signature(snapshot)).await {
+                    Ok(signature) => signature,
+                    Err(StoreError::NotFound { .. }) => {
+                        return Err(refuse(
+                            "it is not signed, and trusted signers were given".into(),
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let signer = crypto::verify_detached(trust, &bytes, &signature)
+                    .map_err(|e| refuse(format!("signature check failed: {e}")))?;
+                Some(signer)
+            }
+        };
+        let manifest = Manifest::parse(&bytes, &self.stack, snapshot)?;
+        Ok((manifest, verified_signer))
+    }
+
+    /// Restores a snapshot's sources into `options.target`: every source is first restored
+    /// into a staging directory inside the target, and moved into place only when all of them
+    /// were read, checked and decrypted in full. On failure the target is left as it was.
+    pub async fn restore(&self, options: RestoreOptions) -> Result<RestoreReport> {
+        let snapshot = self.resolve(&options.snapshot).await?;
+        let (manifest, verified_signer) = self
+            .load_checked_manifest(&snapshot, options.trust.as_ref())
+            .await?;
+        let records = self.select_sources(&manifest, &options.sources)?;
+
+        let target = &options.target;
+        let target_error = |reason: String| Error::Target {
+            path: target.clone(),
+            reason,
+        };
+        for record in &records {
+            let destination = target.join(&record.name);
+            if destination.symlink_metadata().is_ok() {
+                return Err(target_error(format!(
+                    "{} already exists; restore into another directory or move it away first",
+                    destination.display()
+                )));
+            }
+        }
+        let created_target = !target.exists();
+        std::fs::create_dir_all(target)
+            .map_err(|e| target_error(format!("cannot create it: {e}")))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".drp-restore-")
+            .tempdir_in(target)
+            .map_err(|e| target_error(format!("cannot create a staging directory in it: {e}")))?;
+
+        let staged = self
+            .fetch_sources(&manifest, &records, &options.keys, Some(staging.path()))
+            .await;
+        let staged = match staged {
+            Ok(staged) => staged,
+            Err(e) => {
+                drop(staging);
+                if created_target {
+                    let _ = std::fs::remove_dir(target);
+                }
+                return Err(e);
+            }
+        };
+
+        let mut sources = Vec::with_capacity(staged.len());
+        for mut restored in staged {
+            let destination = target.join(&restored.name);
+            if destination.symlink_metadata().is_ok() {
+                return Err(target_error(format!(
+                    "{} appeared during the restore; the restored data was discarded",
+                    destination.display()
+                )));
+            }
+            std::fs::rename(&restored.path, &destination)
+                .map_err(|e| target_error(format!("moving {} into place: {e}", restored.name)))?;
+            restored.path = destination;
+            sources.push(restored);
+        }
+        Ok(RestoreReport {
+            snapshot,
+            verified_signer,
+            sources,
+        })
+    }
+
+    /// Reads snapshots back in full (hashes, signature if `trust` is given, OpenPGP integrity,
+    /// decompression, tar structure) without writing anything. Returns one outcome per
+    /// snapshot, newest first, so that one bad snapshot does not hide the state of the others.
+    pub async fn verify(
+        &self,
+        selector: Option<&SnapshotSelector>,
+        keys: &SecretKeys,
+        trust: Option<&TrustedSigners>,
+    ) -> Result<Vec<(String, Result<VerifiedSnapshot>)>> {
+        let ids = match selector {
+            Some(selector) => vec![self.resolve(selector).await?],
+            None => {
+                let mut ids = self.snapshot_ids().await?;
+                ids.reverse();
+                ids
+            }
+        };
+        let mut outcomes = Vec::with_capacity(ids.len());
+        for id in ids {
+            let outcome = async {
+                let (manifest, verified_signer) = self.load_checked_manifest(&id, trust).await?;
+                let sources = self
+                    .fetch_sources(
+                        &manifest,
+                        &manifest.sources.iter().collect::<Vec<_>>(),
+                        keys,
+                        None,
+                    )
+                    .await?;
+                Ok(VerifiedSnapshot {
+                    snapshot: id.clone(),
+                    verified_signer,
+                    sources,
+                })
+            }
+            .await;
+            outcomes.push((id, outcome));
+        }
+        Ok(outcomes)
+    }
+
+    fn select_sources<'m>(
+        &self,
+        manifest: &'m Manifest,
+        wanted: &[String],
+    ) -> Result<Vec<&'m SourceRecord>> {
+        if wanted.is_empty() {
+            return Ok(manifest.sources.iter().collect());
+        }
+        wanted
+            .iter()
+            .map(|name| {
+                manifest
+                    .sources
+                    .iter()
+                    .find(|s| &s.name == name)
+                    .ok_or_else(|| Error::SourceNotFound {
+                        stack: self.stack.clone(),
+                        snapshot: manifest.snapshot.clone(),
+                        source_name: name.clone(),
+                        available: manifest
+                            .sources
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+            })
+            .collect()
+    }
+
+    async fn fetch_sources(
+        &self,
+        manifest: &Manifest,
+        records: &[&SourceRecord],
+        keys: &SecretKeys,
+        staging: Option<&Path>,
+    ) -> Result<Vec<RestoredSource>> {
+        stream::iter(records)
+            .map(|record| {
+                let destination = staging.map(|dir| dir.join(&record.name));
+                self.fetch_source(manifest, record, keys, destination)
+            })
+            .buffered(default_parallelism())
+            .try_collect()
+            .await
+    }
+
+    /// object → (async) SHA-256 → (thread) OpenPGP decrypt → (thread) zstd → tar or file.
+    /// `destination` None only checks. Errors distinguish refused data (hash, size, decryption
+    /// or integrity failures) from local failures (disk, permissions).
+    async fn fetch_source(
+        &self,
+        manifest: &Manifest,
+        record: &SourceRecord,
+        keys: &SecretKeys,
+        destination: Option<PathBuf>,
+    ) -> Result<RestoredSource> {
+        let refuse = |reason: String| Error::DataRefused {
+            stack: self.stack.clone(),
+            snapshot: manifest.snapshot.clone(),
+            source_name: record.name.clone(),
+            reason,
+        };
+        let stored = match self.store.head(&record.object).await {
+            Ok(info) => info,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(refuse(format!("object {} is missing", record.object)));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if stored.size != record.stored_bytes {
+            return Err(refuse(format!(
+                "object {} has {} bytes, the manifest says {}: truncated or replaced",
+                record.object, stored.size, record.stored_bytes
+            )));
+        }
+        let mut object = self.store.get(&record.object).await?;
+
+        let (cipher_tx, cipher_rx) = mpsc::channel::<Bytes>(PIPE_DEPTH);
+        let (mut plain_out, plain_in) = pipe();
+        // Set when the key cannot open the message: reading the rest would prove nothing.
+        let key_failed = Arc::new(AtomicBool::new(false));
+
+        let keys = keys.clone();
+        let key_failed_flag = key_failed.clone();
+        let decrypt = spawn_blocking(move || {
+            let mut reader = match crypto::decrypt(&keys, PipeReader::new(cipher_rx)) {
+                Ok(reader) => reader,
+                Err(e) => {
+                    key_failed_flag.store(true, Ordering::SeqCst);
+                    return Err(DecryptFailure::Key(e));
+                }
+            };
+            io::copy(&mut reader, &mut plain_out).map_err(DecryptFailure::Data)?;
+            plain_out.finish().map_err(DecryptFailure::Data)
+        });
+        let kind = record.kind;
+        let output = destination.clone();
+        let unpack = spawn_blocking(move || unpack(kind, plain_in, output.as_deref()));
+
+        // Hash the whole object even if a later stage stops early: only a matching hash lets a
+        // later failure be blamed on this machine rather than on the stored data.
+        let mut hasher = Sha256::new();
+        let mut read_error = None;
+        let mut forward = Some(cipher_tx);
+        while let Some(chunk) = object.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    read_error = Some(e);
+                    break;
+                }
+            };
+            hasher.update(&chunk);
+            if let Some(tx) = &forward
+                && tx.send(chunk).await.is_err()
+            {
+                forward = None;
+            }
+            if key_failed.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        drop(forward);
+
+        let decrypted = decrypt.await.expect("the decrypt stage does not panic");
+        let unpacked = unpack.await.expect("the unpack stage does not panic");
+        if let Some(e) = read_error {
+            return Err(e.into());
+        }
+        if let Err(DecryptFailure::Key(e)) = decrypted {
+            return Err(refuse(format!("cannot decrypt: {e}")));
+        }
+        let sha256 = hex::encode(hasher.finalize());
+        if sha256 != record.sha256 {
+            return Err(refuse(format!(
+                "object {} has SHA-256 {sha256}, the manifest says {}: corrupted or replaced",
+                record.object, record.sha256
+            )));
+        }
+        match decrypted {
+            Err(DecryptFailure::Data(e)) if e.kind() != io::ErrorKind::BrokenPipe => {
+                return Err(refuse(format!("OpenPGP decryption failed: {e}")));
+            }
+            _ => {}
+        }
+        let plain_bytes = unpacked.map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof | io::ErrorKind::Other => {
+                refuse(format!("the decrypted data does not unpack: {e}"))
+            }
+            _ => Error::io(
+                format!(
+                    "stack {}, snapshot {}, source {}: writing {}",
+                    self.stack,
+                    manifest.snapshot,
+                    record.name,
+                    destination.as_deref().unwrap_or(Path::new("-")).display()
+                ),
+                e,
+            ),
+        })?;
+        Ok(RestoredSource {
+            name: record.name.clone(),
+            kind: record.kind,
+            path: destination.unwrap_or_default(),
+            plain_bytes,
+        })
+    }
+
+    /// Applies `policy`, removes what it does not keep (manifest first, so a snapshot vanishes
+    /// whole even if prune is interrupted), and removes data of interrupted backups older
+    /// than `orphan_grace` (younger ones may belong to a backup still running).
+    pub async fn prune(
+        &self,
+        policy: &RetentionPolicy,
+        orphan_grace: jiff::SignedDuration,
+        dry_run: bool,
+    ) -> Result<PruneReport> {
+        let entries = self.snapshots().await?;
+        let times: Vec<(String, jiff::Timestamp)> = entries
+            .iter()
+            .map(|e| (e.manifest.snapshot.clone(), e.manifest.time))
+            .collect();
+        let decisions = policy.apply(&times)?;
+
+        let data = self.store.list(&self.layout.data_prefix()).await?;
+        let snapshot_objects = self.store.list(&self.layout.snapshots_prefix()).await?;
+        let mut by_snapshot: BTreeMap<String, Vec<crate::store::ObjectInfo>> = BTreeMap::new();
+        for object in data.into_iter().chain(
+            snapshot_objects
+                .iter()
+                .filter(|o| o.key.ends_with(".json.sig"))
+                .cloned(),
+        ) {
+            if let Some(id) = snapshot_of_object_key(&self.layout, &object.key) {
+                by_snapshot.entry(id.to_string()).or_default().push(object);
+            }
+        }
+        let present: BTreeSet<&str> = times.iter().map(|(id, _)| id.as_str()).collect();
+        let cutoff = jiff::Timestamp::now() - orphan_grace;
+        let orphans: Vec<String> = by_snapshot
+            .iter()
+            .filter(|(id, objects)| {
+                !present.contains(id.as_str()) && objects.iter().all(|o| o.last_modified <= cutoff)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+
+        let mut removed_objects = Vec::new();
+        for decision in decisions.iter().filter(|d| !d.keep) {
+            removed_objects.push(self.layout.manifest(&decision.snapshot));
+            removed_objects.extend(
+                by_snapshot
+                    .get(&decision.snapshot)
+                    .into_iter()
+                    .flatten()
+                    .map(|o| o.key.clone()),
+            );
+        }
+        for id in &orphans {
+            removed_objects.extend(by_snapshot[id].iter().map(|o| o.key.clone()));
+        }
+        if !dry_run {
+            for key in &removed_objects {
+                self.store.delete(key).await?;
+            }
+        }
+        Ok(PruneReport {
+            decisions,
+            orphans,
+            removed_objects,
+            dry_run,
+        })
+    }
+}
+
+enum DecryptFailure {
+    Key(crate::keys::KeyError),
+    Data(io::Error),
+}
+
+fn is_broken_pipe(error: &Error) -> bool {
+    matches!(error, Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
+}
+
+/// `STACK/snapshots/ID.json` → `ID`.
+fn snapshot_of_manifest_key(key: &str) -> Option<&str> {
+    let id = key.rsplit_once('/')?.1.strip_suffix(".json")?;
+    is_snapshot_id(id).then_some(id)
+}
+
+/// `STACK/data/ID/...` or `STACK/snapshots/ID.json.sig` → `ID`.
+fn snapshot_of_object_key<'k>(layout: &Layout, key: &'k str) -> Option<&'k str> {
+    let id = if let Some(rest) = key.strip_prefix(&format!("{}/", layout.data_prefix())) {
+        rest.split('/').next()?
+    } else {
+        key.rsplit_once('/')?.1.strip_suffix(".json.sig")?
+    };
+    is_snapshot_id(id).then_some(id)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// zstd → tar unpacked into `output` (a new directory), or → the file `output`; with no output,
+/// everything is read and checked but nothing written. Reads to the end in every case, so the
+/// stages before it see the whole message (and OpenPGP checks its integrity).
+fn unpack(kind: SourceKind, plain: PipeReader, output: Option<&Path>) -> io::Result<u64> {
+    let mut decoder = zstd::Decoder::new(plain)?;
+    let mut counted = CountingReader {
+        inner: &mut decoder,
+        count: 0,
+    };
+    match (kind, output) {
+        (SourceKind::Directory, Some(dir)) => {
+            std::fs::create_dir(dir)?;
+            let mut archive = tar::Archive::new(&mut counted);
+            archive.set_preserve_permissions(true);
+            archive.set_preserve_mtime(true);
+            archive.set_unpack_xattrs(false);
+            archive.set_preserve_ownerships(running_as_root());
+            archive.unpack(dir)?;
+            io::copy(archive.into_inner(), &mut io::sink())?;
+        }
+        (SourceKind::Directory, None) => {
+            let mut archive = tar::Archive::new(&mut counted);
+            for entry in archive.entries()? {
+                io::copy(&mut entry?, &mut io::sink())?;
+            }
+            io::copy(archive.into_inner(), &mut io::sink())?;
+        }
+        (SourceKind::File | SourceKind::Command, Some(path)) => {
+            let mut file = std::fs::File::create_new(path)?;
+            io::copy(&mut counted, &mut file)?;
+            file.sync_all()?;
+        }
+        (SourceKind::File | SourceKind::Command, None) => {
+            io::copy(&mut counted, &mut io::sink())?;
+        }
+    }
+    let count = counted.count;
+    // Whatever follows the zstd frames (nothing, normally) must still pass through decryption.
+    io::copy(&mut decoder.finish(), &mut io::sink())?;
+    Ok(count)
+}
+
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+struct CountingReader<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}

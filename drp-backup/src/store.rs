@@ -1,0 +1,323 @@
+//! Where backups live: the [`BackupStore`] trait and its object_store-backed implementation.
+//!
+//! The trait is deliberately small (after object_store's `ObjectStore`): keys are
+//! `/`-separated strings relative to the store URL; small objects are written atomically with
+//! [`BackupStore::put`]; large ones are streamed with [`BackupStore::put_stream`] and become
+//! visible only when [`Upload::complete`] succeeds.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use url::Url;
+
+/// Size of one part of a streamed upload. S3 requires at least 5 MiB for every part but the
+/// last; larger parts would only cost memory.
+pub const UPLOAD_PART_SIZE: usize = 5 * 1024 * 1024;
+
+/// Parts of one upload in flight at once: enough to keep the network busy while the next part
+/// is produced, few enough to keep memory bounded (`(1 + this) * UPLOAD_PART_SIZE` per upload).
+const UPLOAD_PARTS_IN_FLIGHT: usize = 2;
+
+/// Errors from a [`BackupStore`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("{store}: object {key} not found")]
+    NotFound { store: String, key: String },
+    /// The store URL cannot be used.
+    #[error("invalid store URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    /// The backend failed (network, permissions, disk, ...).
+    #[error("{store}: {operation} {key}: {source}")]
+    Backend {
+        store: String,
+        operation: &'static str,
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+/// A stream of an object's bytes.
+pub type ByteStream = BoxStream<'static, Result<Bytes, StoreError>>;
+
+/// What a listing returns about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Key relative to the store root.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When the object was last written.
+    pub last_modified: jiff::Timestamp,
+}
+
+/// An object storage location for backups.
+#[async_trait]
+pub trait BackupStore: fmt::Debug + fmt::Display + Send + Sync + 'static {
+    /// Writes a small object atomically: readers see the old object or the whole new one.
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError>;
+    /// Starts a streamed upload to `key`; nothing is visible there until it completes.
+    async fn put_stream(&self, key: &str) -> Result<Box<dyn Upload>, StoreError>;
+    /// Streams an object's bytes.
+    async fn get(&self, key: &str) -> Result<ByteStream, StoreError>;
+    /// Size and time of one object.
+    async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError>;
+    /// Every object whose key starts with `prefix/` (a whole path segment), in no order.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
+    /// Deletes an object; deleting a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// Convenience methods for every [`BackupStore`].
+#[async_trait]
+pub trait BackupStoreExt: BackupStore {
+    /// Reads a whole (small) object into memory.
+    async fn get_bytes(&self, key: &str) -> Result<Bytes, StoreError> {
+        let chunks: Vec<Bytes> = self.get(key).await?.try_collect().await?;
+        Ok(chunks.concat().into())
+    }
+}
+
+impl<T: BackupStore + ?Sized> BackupStoreExt for T {}
+
+/// A streamed upload in progress. Dropping it without [`Upload::complete`] leaves nothing
+/// visible; [`Upload::abort`] also frees what the backend kept of it.
+#[async_trait]
+pub trait Upload: Send {
+    /// Appends bytes; waits while too many parts are in flight.
+    async fn write(&mut self, data: Bytes) -> Result<(), StoreError>;
+    /// Makes the object visible, whole.
+    async fn complete(self: Box<Self>) -> Result<(), StoreError>;
+    /// Gives up the upload.
+    async fn abort(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// Opens the store a URL names: `file:///path` (created if missing), `s3://bucket/prefix`
+/// (credentials, region and endpoint from the usual `AWS_*` environment variables), or
+/// `memory://` (process-local, for tests).
+pub fn open_store(url: &str) -> Result<Arc<dyn BackupStore>, StoreError> {
+    let invalid = |reason: String| StoreError::InvalidUrl {
+        url: url.to_string(),
+        reason,
+    };
+    let parsed = Url::parse(url).map_err(|e| {
+        invalid(format!(
+            "{e} (expected file:///path, s3://bucket/prefix or memory://)"
+        ))
+    })?;
+    let inner: Arc<dyn ObjectStore> = match parsed.scheme() {
+        "file" => {
+            let path = parsed
+                .to_file_path()
+                .map_err(|()| invalid("not an absolute local path".into()))?;
+            std::fs::create_dir_all(&path)
+                .map_err(|e| invalid(format!("cannot create {}: {e}", path.display())))?;
+            let fs = LocalFileSystem::new_with_prefix(&path)
+                .map_err(|e| invalid(e.to_string()))?
+                .with_automatic_cleanup(true);
+            Arc::new(fs)
+        }
+        "s3" => {
+            let bucket = parsed
+                .host_str()
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| invalid("no bucket name".into()))?;
+            let s3 = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| invalid(e.to_string()))?;
+            let prefix = parsed.path().trim_matches('/');
+            if prefix.is_empty() {
+                Arc::new(s3)
+            } else {
+                Arc::new(PrefixStore::new(s3, prefix))
+            }
+        }
+        "memory" => Arc::new(InMemory::new()),
+        other => {
+            return Err(invalid(format!(
+                "unsupported scheme {other:?} (expected file, s3 or memory)"
+            )));
+        }
+    };
+    Ok(Arc::new(ObjectBackupStore {
+        inner,
+        url: url.trim_end_matches('/').to_string(),
+    }))
+}
+
+/// A [`BackupStore`] on any object_store backend.
+#[derive(Debug, Clone)]
+pub struct ObjectBackupStore {
+    inner: Arc<dyn ObjectStore>,
+    url: String,
+}
+
+impl ObjectBackupStore {
+    /// Wraps an object_store backend; `url` is only used in messages.
+    pub fn new(inner: Arc<dyn ObjectStore>, url: impl Into<String>) -> Self {
+        Self {
+            inner,
+            url: url.into(),
+        }
+    }
+
+    fn error(&self, operation: &'static str, key: &str, source: object_store::Error) -> StoreError {
+        match source {
+            object_store::Error::NotFound { .. } => StoreError::NotFound {
+                store: self.url.clone(),
+                key: key.to_string(),
+            },
+            source => StoreError::Backend {
+                store: self.url.clone(),
+                operation,
+                key: key.to_string(),
+                source,
+            },
+        }
+    }
+
+    fn path(&self, key: &str) -> Result<ObjectPath, StoreError> {
+        ObjectPath::parse(key).map_err(|e| StoreError::Backend {
+            store: self.url.clone(),
+            operation: "parse key",
+            key: key.to_string(),
+            source: e.into(),
+        })
+    }
+}
+
+impl fmt::Display for ObjectBackupStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+fn info(meta: object_store::ObjectMeta) -> ObjectInfo {
+    ObjectInfo {
+        key: meta.location.to_string(),
+        size: meta.size,
+        last_modified: jiff::Timestamp::new(
+            meta.last_modified.timestamp(),
+            meta.last_modified.timestamp_subsec_nanos() as i32,
+        )
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+    }
+}
+
+#[async_trait]
+impl BackupStore for ObjectBackupStore {
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        self.inner
+            .put(&path, PutPayload::from_bytes(data))
+            .await
+            .map_err(|e| self.error("put", key, e))?;
+        Ok(())
+    }
+
+    async fn put_stream(&self, key: &str) -> Result<Box<dyn Upload>, StoreError> {
+        let path = self.path(key)?;
+        let upload = self
+            .inner
+            .put_multipart(&path)
+            .await
+            .map_err(|e| self.error("start upload", key, e))?;
+        Ok(Box::new(ObjectUpload {
+            store: self.clone(),
+            key: key.to_string(),
+            writer: WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART_SIZE),
+        }))
+    }
+
+    async fn get(&self, key: &str) -> Result<ByteStream, StoreError> {
+        let path = self.path(key)?;
+        let result = self
+            .inner
+            .get(&path)
+            .await
+            .map_err(|e| self.error("get", key, e))?;
+        let store = self.clone();
+        let key = key.to_string();
+        Ok(result
+            .into_stream()
+            .map(move |chunk| chunk.map_err(|e| store.error("read", &key, e)))
+            .boxed())
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
+        let path = self.path(key)?;
+        let meta = self
+            .inner
+            .head(&path)
+            .await
+            .map_err(|e| self.error("head", key, e))?;
+        Ok(info(meta))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let path = self.path(prefix)?;
+        self.inner
+            .list(Some(&path))
+            .map_ok(info)
+            .map_err(|e| self.error("list", prefix, e))
+            .try_collect()
+            .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        match self.inner.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error("delete", key, e)),
+        }
+    }
+}
+
+struct ObjectUpload {
+    store: ObjectBackupStore,
+    key: String,
+    writer: WriteMultipart,
+}
+
+#[async_trait]
+impl Upload for ObjectUpload {
+    async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
+        self.writer
+            .wait_for_capacity(UPLOAD_PARTS_IN_FLIGHT)
+            .await
+            .map_err(|e| self.store.error("upload part of", &self.key, e))?;
+        self.writer.put(data);
+        Ok(())
+    }
+
+    async fn complete(self: Box<Self>) -> Result<(), StoreError> {
+        let Self { store, key, writer } = *self;
+        writer
+            .finish()
+            .await
+            .map_err(|e| store.error("complete upload of", &key, e))?;
+        Ok(())
+    }
+
+    async fn abort(self: Box<Self>) -> Result<(), StoreError> {
+        let Self { store, key, writer } = *self;
+        writer
+            .abort()
+            .await
+            .map_err(|e| store.error("abort upload of", &key, e))
+    }
+}
+
+pub mod conformance;

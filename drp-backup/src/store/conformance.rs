@@ -1,0 +1,114 @@
+//! The behaviour every [`BackupStore`] must have, as one suite that each backend's tests run
+//! (after object_store's `integration` module). It panics with a message on the first
+//! violation; give it an empty store.
+
+use bytes::Bytes;
+
+use super::{BackupStore, BackupStoreExt, StoreError, UPLOAD_PART_SIZE};
+
+/// Runs every check against `store`, which must be empty.
+pub async fn run(store: &dyn BackupStore) {
+    put_get_head_delete(store).await;
+    missing_objects(store).await;
+    listing_is_by_whole_segment(store).await;
+    streamed_upload_of_several_parts(store).await;
+    aborted_and_dropped_uploads_leave_nothing(store).await;
+}
+
+async fn put_get_head_delete(store: &dyn BackupStore) {
+    let data = Bytes::from_static(b"{\"manifest\":true}");
+    store.put("c/a/one.json", data.clone()).await.unwrap();
+    assert_eq!(store.get_bytes("c/a/one.json").await.unwrap(), data);
+    assert_eq!(
+        store.head("c/a/one.json").await.unwrap().size,
+        data.len() as u64
+    );
+
+    let replaced = Bytes::from_static(b"second version");
+    store.put("c/a/one.json", replaced.clone()).await.unwrap();
+    assert_eq!(store.get_bytes("c/a/one.json").await.unwrap(), replaced);
+
+    store.delete("c/a/one.json").await.unwrap();
+    assert!(
+        store.list("c").await.unwrap().is_empty(),
+        "{store}: deleted object still listed"
+    );
+    // Deleting twice is not an error: prune may be resumed after a crash.
+    store.delete("c/a/one.json").await.unwrap();
+}
+
+async fn missing_objects(store: &dyn BackupStore) {
+    match store.get("m/none").await {
+        Err(StoreError::NotFound { key, .. }) => assert_eq!(key, "m/none"),
+        Err(other) => panic!("{store}: get of a missing object: expected NotFound, got {other}"),
+        Ok(_) => panic!("{store}: get of a missing object succeeded"),
+    }
+    assert!(matches!(
+        store.head("m/none").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(store.list("m").await.unwrap().is_empty());
+}
+
+async fn listing_is_by_whole_segment(store: &dyn BackupStore) {
+    for key in ["l/stack/x.json", "l/stack/data/1/a", "l/stack-two/y.json"] {
+        store.put(key, Bytes::from_static(b"x")).await.unwrap();
+    }
+    let mut keys: Vec<String> = store
+        .list("l/stack")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["l/stack/data/1/a", "l/stack/x.json"],
+        "{store}: listing crossed a segment"
+    );
+    for key in ["l/stack/x.json", "l/stack/data/1/a", "l/stack-two/y.json"] {
+        store.delete(key).await.unwrap();
+    }
+}
+
+/// Several parts plus a short tail, written in uneven pieces.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+async fn streamed_upload_of_several_parts(store: &dyn BackupStore) {
+    let data = pattern(2 * UPLOAD_PART_SIZE + 12345);
+    let mut upload = store.put_stream("s/big").await.unwrap();
+    for piece in data.chunks(700_001) {
+        upload.write(Bytes::copy_from_slice(piece)).await.unwrap();
+    }
+    assert!(
+        store.list("s").await.unwrap().is_empty(),
+        "{store}: an upload in progress is visible"
+    );
+    upload.complete().await.unwrap();
+    let back = store.get_bytes("s/big").await.unwrap();
+    assert_eq!(back.len(), data.len());
+    assert!(back == data, "{store}: streamed object differs");
+    let listed = store.list("s").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].size, data.len() as u64);
+    store.delete("s/big").await.unwrap();
+}
+
+async fn aborted_and_dropped_uploads_leave_nothing(store: &dyn BackupStore) {
+    let data = pattern(UPLOAD_PART_SIZE + 10);
+    let mut upload = store.put_stream("u/aborted").await.unwrap();
+    upload.write(Bytes::from(data.clone())).await.unwrap();
+    upload.abort().await.unwrap();
+
+    let mut upload = store.put_stream("u/dropped").await.unwrap();
+    upload.write(Bytes::from(data)).await.unwrap();
+    drop(upload);
+
+    assert!(
+        store.list("u").await.unwrap().is_empty(),
+        "{store}: an unfinished upload became visible"
+    );
+}

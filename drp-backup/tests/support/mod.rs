@@ -1,0 +1,4 @@
+//! Helpers shared by the integration tests of drp-backup (`mod support;` in each test file).
+#![allow(dead_code)]
+
+pub mod s3;
