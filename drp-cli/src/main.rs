@@ -1,1 +1,36 @@
-fn main() {}
+//! The `drp` command: parse the command line, run the command, map the outcome to an exit
+//! status (0 success, 1 failure, 2 usage, 3 integrity: see `drp --help`).
+
+mod backup;
+mod cli;
+mod keys;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    output::init_logging(cli.verbose);
+    match run(cli.command) {
+        Ok(()) => ExitCode::from(drp_core::exit::SUCCESS),
+        Err(error) => {
+            eprintln!("drp: error: {error}");
+            ExitCode::from(error.exit_status())
+        }
+    }
+}
+
+fn run(command: cli::Command) -> Result<(), output::CommandError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| output::CommandError::message(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async {
+        match command {
+            cli::Command::Keys(command) => keys::run(command),
+            cli::Command::Backup(command) => backup::run(command).await,
+        }
+    })
+}

@@ -1,1 +1,29 @@
-//! drp-core
+//! drp-core: where drp's capabilities meet, and the one library both frontends (the `drp` CLI
+//! and the Python package) call.
+//!
+//! For now it exposes the backup capability ([`backup`]); recovery plans, the executor, drills
+//! and reports join it as they land. Anything both frontends need lives here, never in them.
+
+pub use drp_backup as backup;
+
+/// Exit status conventions shared by the frontends.
+pub mod exit {
+    /// The command did what was asked.
+    pub const SUCCESS: u8 = 0;
+    /// It failed (bad input, unreachable store, I/O...).
+    pub const FAILURE: u8 = 1;
+    /// The command line was wrong (what clap uses too).
+    pub const USAGE: u8 = 2;
+    /// Stored data or a manifest was refused as corrupt, truncated, tampered, unsigned or
+    /// forged: the backup itself is in question, not the command.
+    pub const INTEGRITY: u8 = 3;
+}
+
+/// The exit status for an error.
+pub fn exit_status_for(error: &backup::Error) -> u8 {
+    if error.is_integrity_failure() {
+        exit::INTEGRITY
+    } else {
+        exit::FAILURE
+    }
+}

@@ -180,14 +180,14 @@ impl Drop for S3Server {
         // Kill and reap, so no server outlives its test (even when the test panicked).
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if std::thread::panicking() {
-            if let Some(dir) = self.log_dir.take() {
-                let kept = dir.keep();
-                eprintln!(
-                    "moto_server log kept: {}",
-                    kept.join("moto_server.log").display()
-                );
-            }
+        if std::thread::panicking()
+            && let Some(dir) = self.log_dir.take()
+        {
+            let kept = dir.keep();
+            eprintln!(
+                "moto_server log kept: {}",
+                kept.join("moto_server.log").display()
+            );
         }
     }
 }

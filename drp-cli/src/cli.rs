@@ -1,0 +1,210 @@
+//! The command line, declared with clap. Help texts are the reference documentation of each
+//! flag; the README shows them in use.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Exit status: 0 success; 1 failure; 2 usage error; 3 integrity failure (stored data or a \
+manifest was refused as corrupt, truncated, tampered, unsigned or forged).
+
+Secrets never go on the command line: passphrases come from --passphrase-env VAR or \
+--passphrase-file FILE; S3 credentials from the AWS_* environment variables.";
+
+/// drp: disaster-recovery toolkit. Back up every customer stack encrypted to that customer's
+/// own OpenPGP key, restore it anywhere, and prove it works.
+#[derive(Debug, Parser)]
+#[command(name = "drp", version, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate and list OpenPGP keys (one key pair per customer).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Create, list, restore, verify and prune encrypted backups.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate a key pair: DIR/NAME.pub.asc (certificate, give it to backup hosts) and
+    /// DIR/NAME.sec.asc (secret key, keep it away from backup hosts; needed only to restore).
+    Generate {
+        /// Key name, usually the customer or stack ([A-Za-z0-9._-]).
+        #[arg(long)]
+        name: String,
+        /// Directory for the key files (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+    },
+    /// List the keys in a directory: name, fingerprint, created, expires, secret or public.
+    List {
+        /// Directory with *.asc, *.pgp or *.gpg key files.
+        #[arg(long)]
+        dir: PathBuf,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where a secret key's passphrase comes from (never from the command line).
+#[derive(Debug, Args, Clone, Default)]
+pub struct PassphraseArgs {
+    /// Read the passphrase from this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with = "passphrase_file")]
+    pub passphrase_env: Option<String>,
+    /// Read the passphrase from this file (one trailing newline is ignored).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// The store and the stack every backup command works on.
+#[derive(Debug, Args, Clone)]
+pub struct StackArgs {
+    /// Store URL: file:///path (local directory) or s3://bucket/prefix (endpoint, region and
+    /// credentials from AWS_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_ALLOW_HTTP).
+    #[arg(long, env = "DRP_STORE", value_name = "URL")]
+    pub store: String,
+    /// Stack (customer service stack) name.
+    #[arg(long, value_name = "NAME")]
+    pub stack: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Back up sources into a new snapshot, encrypted to every --recipient. Prints the
+    /// snapshot id. Needs only certificates: no secret key is read unless --sign-with is given.
+    #[command(after_help = "\
+SOURCE is NAME=PATH (a directory, archived with tar, or a file) or NAME=cmd:COMMAND (the \
+standard output of `sh -c COMMAND`, e.g. a database dump; a non-zero exit fails the backup). \
+Nothing is committed unless every source succeeds.
+
+Example:
+  drp backup create --store file:///backups --stack acme --recipient keys/acme.pub.asc \\
+      files=/srv/acme db='cmd:pg_dump -Fc acme'")]
+    Create {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Certificate file to encrypt to (repeatable; a file may hold several certificates).
+        #[arg(long = "recipient", value_name = "CERT", required = true)]
+        recipients: Vec<PathBuf>,
+        /// Secret key that signs the manifest (the ops signing key).
+        #[arg(long, value_name = "SECKEY")]
+        sign_with: Option<PathBuf>,
+        /// Environment variable holding the --sign-with key's passphrase.
+        #[arg(long, value_name = "VAR", requires = "sign_with", conflicts_with = "sign_passphrase_file")]
+        sign_passphrase_env: Option<String>,
+        /// File holding the --sign-with key's passphrase.
+        #[arg(long, value_name = "FILE", requires = "sign_with")]
+        sign_passphrase_file: Option<PathBuf>,
+        /// Sources processed at once (default: number of cores, at most 4).
+        #[arg(long, value_name = "N")]
+        parallel: Option<usize>,
+        /// zstd compression level (1-19).
+        #[arg(long, value_name = "LEVEL", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+        compression_level: i32,
+        /// Print one JSON object (snapshot, time, sources) instead of the id.
+        #[arg(long)]
+        json: bool,
+        /// NAME=PATH or NAME=cmd:COMMAND.
+        #[arg(value_name = "SOURCE", required = true)]
+        sources: Vec<String>,
+    },
+    /// List a stack's snapshots, newest first.
+    List {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a snapshot: a directory source into DIR/NAME/, a file or command source into
+    /// the file DIR/NAME. Everything is checked before anything appears in DIR; existing
+    /// files are never overwritten.
+    Restore {
+        #[command(flatten)]
+        stack: StackArgs,
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// Snapshot id (or a unique prefix), or "latest".
+        #[arg(long, value_name = "ID", default_value = "latest")]
+        snapshot: String,
+        /// Restore only this source (repeatable; default: all).
+        #[arg(long = "source", value_name = "NAME")]
+        sources: Vec<String>,
+        /// Directory to restore into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read snapshots back in full (hashes, signature, OpenPGP integrity, decompression)
+    /// without writing anything.
+    Verify {
+        #[command(flatten)]
+        stack: StackArgs,
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// Snapshot id (or a unique prefix), "latest" or "all".
+        #[arg(long, value_name = "ID", default_value = "latest")]
+        snapshot: String,
+        /// Print one JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove snapshots that no --keep-* rule keeps (restic-style; days, weeks and months are
+    /// UTC), and data left by interrupted backups.
+    Prune {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Keep the newest N snapshots.
+        #[arg(long, value_name = "N")]
+        keep_last: Option<u32>,
+        /// Keep the newest snapshot of each of the last N days that have one.
+        #[arg(long, value_name = "N")]
+        keep_daily: Option<u32>,
+        /// Keep the newest snapshot of each of the last N ISO weeks that have one.
+        #[arg(long, value_name = "N")]
+        keep_weekly: Option<u32>,
+        /// Keep the newest snapshot of each of the last N months that have one.
+        #[arg(long, value_name = "N")]
+        keep_monthly: Option<u32>,
+        /// Data of interrupted backups (no manifest) is removed once older than this, so a
+        /// backup still running is left alone (e.g. 24h, 90m, 0s).
+        #[arg(long, value_name = "DURATION", default_value = "24h")]
+        orphan_grace: String,
+        /// Print what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Keys that open (and signers that vouch for) a stack's backups.
+#[derive(Debug, Args, Clone)]
+pub struct KeyArgs {
+    /// The stack's secret key file (from `drp keys generate` or `gpg --export-secret-keys`).
+    #[arg(long, value_name = "SECKEY")]
+    pub key: PathBuf,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+    /// Require the manifest to be signed by this certificate (repeatable: any of them).
+    #[arg(long = "trust", value_name = "CERT")]
+    pub trust: Vec<PathBuf>,
+}
