@@ -1,1 +1,73 @@
-//! benches
+//! Helpers shared by drp's benchmarks; see `benches/README.md` for what is measured and how.
+//!
+//! The criterion benchmark (`benches/pipeline.rs`) measures the library's pipeline in-process;
+//! `compare-backup.sh` measures the `drp` binary against `tar | zstd | gpg` and `restic`.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+/// The line repeated in the compressible half of [`write_mixed_file`].
+pub const TEXT_LINE: &[u8] = b"drp benchmark: a line of plain, very compressible text 0123456789\n";
+
+/// Writes a new file of `len` bytes at `path`: the first half pseudo-random (incompressible,
+/// like media or already-compressed archives), the second half [`TEXT_LINE`] repeated (which
+/// zstd shrinks to almost nothing). The content is the same on every call, so runs compare.
+pub fn write_mixed_file(path: &Path, len: u64) -> io::Result<()> {
+    let mut out = BufWriter::with_capacity(1 << 20, File::create_new(path)?);
+    let random_len = len / 2;
+    let mut rng = XorShift64Star(0x9E37_79B9_7F4A_7C15);
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = random_len;
+    while left > 0 {
+        for word in block.chunks_exact_mut(8) {
+            word.copy_from_slice(&rng.next().to_le_bytes());
+        }
+        let n = left.min(block.len() as u64) as usize;
+        out.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    let mut left = len - random_len;
+    while left > 0 {
+        let n = left.min(TEXT_LINE.len() as u64) as usize;
+        out.write_all(&TEXT_LINE[..n])?;
+        left -= n as u64;
+    }
+    out.into_inner()
+        .map_err(io::IntoInnerError::into_error)?
+        .sync_all()
+}
+
+/// xorshift64*: fast, deterministic, and not compressible by zstd (not for cryptography).
+struct XorShift64Star(u64);
+
+impl XorShift64Star {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixed_file_has_the_size_and_halves_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mixed");
+        write_mixed_file(&path, 1_000_001).unwrap();
+        let data = std::fs::read(&path).unwrap();
+        assert_eq!(data.len(), 1_000_001);
+        assert!(data[500_000..].starts_with(TEXT_LINE));
+        assert!(
+            !data[..500_000]
+                .windows(TEXT_LINE.len())
+                .any(|w| w == TEXT_LINE)
+        );
+    }
+}

@@ -459,3 +459,405 @@ pub fn verify_detached(
         None => Err(bad(helper.problems.join("; "))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{GeneratedKey, Passphrase, generate_key};
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+
+    /// Deterministic pseudo-random bytes (xorshift64*), incompressible enough.
+    pub(crate) fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// A `Write + 'static` sink whose bytes the test can read afterwards.
+    #[derive(Clone, Default)]
+    struct SharedSink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for SharedSink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn encrypt_bytes(recipients: &Recipients, data: &[u8]) -> Vec<u8> {
+        let sink = SharedSink::default();
+        let mut w = encrypt(recipients, sink.clone()).unwrap();
+        // Uneven chunk sizes.
+        let mut rest = data;
+        let mut i = 0;
+        while !rest.is_empty() {
+            let n = rest.len().min([1, 4095, 65536, 100_000, 1 << 20][i % 5]);
+            w.write_all(&rest[..n]).unwrap();
+            rest = &rest[n..];
+            i += 1;
+        }
+        w.finish().unwrap();
+        let out = sink.0.lock().unwrap().clone();
+        out
+    }
+
+    fn decrypt_bytes(keys: &SecretKeys, ciphertext: Vec<u8>) -> Result<Vec<u8>, String> {
+        let mut r = decrypt(keys, io::Cursor::new(ciphertext)).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    fn key(
+        dir: &Path,
+        name: &str,
+        pass: Option<&Passphrase>,
+    ) -> (GeneratedKey, Recipients, SecretKeys) {
+        let g = generate_key(name, dir, pass).unwrap();
+        let r = Recipients::from_files(std::slice::from_ref(&g.public_path)).unwrap();
+        let s = SecretKeys::from_file(&g.secret_path, pass).unwrap();
+        (g, r, s)
+    }
+
+    #[test]
+    fn round_trip_without_passphrase() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, r, s) = key(tmp.path(), "a", None);
+        let data = pseudo_random(5 * 1024 * 1024 + 17, 1);
+        let ct = encrypt_bytes(&r, &data);
+        assert!(ct.len() > data.len() && ct.len() < data.len() + 4096);
+        assert_eq!(decrypt_bytes(&s, ct).unwrap(), data);
+    }
+
+    #[test]
+    fn round_trip_with_passphrase() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pass = Passphrase::from("pass phrase");
+        let (_, r, s) = key(tmp.path(), "a", Some(&pass));
+        let data = pseudo_random(3 * 1024 * 1024, 2);
+        let ct = encrypt_bytes(&r, &data);
+        assert_eq!(decrypt_bytes(&s, ct).unwrap(), data);
+    }
+
+    #[test]
+    fn round_trip_empty_and_small() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, r, s) = key(tmp.path(), "a", None);
+        for data in [&b""[..], b"x", b"hello world\n"] {
+            let ct = encrypt_bytes(&r, data);
+            assert_eq!(decrypt_bytes(&s, ct).unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn message_is_pkesk3_seipdv1_for_every_recipient() {
+        use openpgp::PacketPile;
+        use openpgp::cert::CertBuilder;
+        let tmp = tempfile::tempdir().unwrap();
+        let (ga, ra, sa) = key(tmp.path(), "a", None);
+        // A certificate with sequoia's default features (advertises SEIPD v2): sequoia's own
+        // Encryptor would pick SEIPD v2 for it alone; drp still writes v1.
+        let (cert, _) = CertBuilder::general_purpose(Some("v2 capable"))
+            .generate()
+            .unwrap();
+        let v2_pub = tmp.path().join("v2.pub.asc");
+        let v2_sec = tmp.path().join("v2.sec.asc");
+        std::fs::write(
+            &v2_pub,
+            openpgp::serialize::SerializeInto::to_vec(&cert.armored()).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            &v2_sec,
+            openpgp::serialize::SerializeInto::to_vec(&cert.as_tsk().armored()).unwrap(),
+        )
+        .unwrap();
+        let rv2 = Recipients::from_files(std::slice::from_ref(&v2_pub)).unwrap();
+        assert!(rv2.all_support_seipdv2());
+        let sv2 = SecretKeys::from_file(&v2_sec, None).unwrap();
+
+        let both = Recipients::from_files(&[ga.public_path.clone(), v2_pub.clone()]).unwrap();
+        for (recipients, n_pkesk) in [(&ra, 1), (&rv2, 1), (&both, 2)] {
+            let ct = encrypt_bytes(recipients, b"payload");
+            assert_ne!(ct[0], b'-', "armored output");
+            let pile = PacketPile::from_bytes(&ct).unwrap();
+            let top: Vec<&Packet> = pile.children().collect();
+            assert_eq!(top.len(), n_pkesk + 1);
+            for p in &top[..n_pkesk] {
+                match p {
+                    Packet::PKESK(PKESK::V3(_)) => (),
+                    p => panic!("expected PKESK v3, got {p:?}"),
+                }
+            }
+            match top[n_pkesk] {
+                Packet::SEIP(s) => assert_eq!(s.version(), 1),
+                p => panic!("expected SEIP, got {p:?}"),
+            }
+        }
+        let ct = encrypt_bytes(&both, b"payload");
+        assert_eq!(decrypt_bytes(&sa, ct.clone()).unwrap(), b"payload");
+        assert_eq!(decrypt_bytes(&sv2, ct).unwrap(), b"payload");
+
+        // No compression layer inside.
+        let ct = encrypt_bytes(&ra, b"payload");
+        let mut d = DecryptorBuilder::from_bytes(&ct)
+            .unwrap()
+            .with_policy(policy(), None, StructureProbe(sa.clone(), Vec::new()))
+            .unwrap();
+        let mut out = Vec::new();
+        d.read_to_end(&mut out).unwrap();
+        assert_eq!(d.helper_ref().1, vec!["encryption"]);
+    }
+
+    /// Records the layers of a decrypted message.
+    struct StructureProbe(SecretKeys, Vec<&'static str>);
+    impl VerificationHelper for StructureProbe {
+        fn get_certs(&mut self, _: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+            Ok(Vec::new())
+        }
+        fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+            for layer in structure.iter() {
+                self.1.push(match layer {
+                    MessageLayer::Encryption { .. } => "encryption",
+                    MessageLayer::Compression { .. } => "compression",
+                    MessageLayer::SignatureGroup { .. } => "signatures",
+                });
+            }
+            Ok(())
+        }
+    }
+    impl DecryptionHelper for StructureProbe {
+        fn decrypt(
+            &mut self,
+            pkesks: &[PKESK],
+            skesks: &[SKESK],
+            sym_algo: Option<SymmetricAlgorithm>,
+            decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
+        ) -> openpgp::Result<Option<Cert>> {
+            DecryptHelper {
+                keys: self.0.clone(),
+            }
+            .decrypt(pkesks, skesks, sym_algo, decrypt)
+        }
+    }
+
+    #[test]
+    fn wrong_key_is_refused_with_key_ids() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, ra, _) = key(tmp.path(), "a", None);
+        let (gb, _, sb) = key(tmp.path(), "b", None);
+        let ct = encrypt_bytes(&ra, b"secret");
+        let err = decrypt(&sb, io::Cursor::new(ct)).unwrap_err();
+        assert!(matches!(err, KeyError::NoMatchingKey { .. }), "{err}");
+        let keyid = ra.entries()[0].keys[0].keyid().to_hex();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "message is encrypted to {keyid}, but none of the given secret keys ({}) can \
+                 decrypt it",
+                gb.fingerprint
+            )
+        );
+    }
+
+    #[test]
+    fn several_secret_keys_are_tried() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, ra, sa) = key(tmp.path(), "a", None);
+        let (_, _, sb) = key(tmp.path(), "b", None);
+        let both = SecretKeys::combine([sb, sa]);
+        assert_eq!(both.fingerprints().len(), 2);
+        let ct = encrypt_bytes(&ra, b"secret");
+        assert_eq!(decrypt_bytes(&both, ct).unwrap(), b"secret");
+    }
+
+    /// Every truncation of a message must fail, never end cleanly.
+    #[test]
+    fn truncated_ciphertext_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, r, s) = key(tmp.path(), "a", None);
+        for len in [0usize, 1000, 3 * DECRYPT_BUFFER_SIZE + 123] {
+            let data = pseudo_random(len, 3);
+            let ct = encrypt_bytes(&r, &data);
+            let mut cuts: Vec<usize> = (1..=64).map(|i| ct.len() - i).collect();
+            cuts.extend([ct.len() / 2, ct.len() / 3, 200, 150, 100, 1]);
+            for cut in cuts {
+                if cut >= ct.len() {
+                    continue;
+                }
+                match decrypt(&s, io::Cursor::new(ct[..cut].to_vec())) {
+                    Err(_) => (),
+                    Ok(mut reader) => {
+                        let mut out = Vec::new();
+                        let err = reader
+                            .read_to_end(&mut out)
+                            .expect_err(&format!("len {len}, cut {cut}: clean EOF"));
+                        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+                        assert!(err.to_string().contains(CORRUPT), "{err}");
+                        // And it stays failed.
+                        assert!(reader.read(&mut [0u8; 16]).is_err());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn flipped_byte_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, r, s) = key(tmp.path(), "a", None);
+        for len in [100usize, 4 * 1024 * 1024] {
+            let data = pseudo_random(len, 4);
+            let ct = encrypt_bytes(&r, &data);
+            for pos in [ct.len() / 2, ct.len() - 5, ct.len() - 30] {
+                let mut bad = ct.clone();
+                bad[pos] ^= 0x01;
+                let res = decrypt_bytes(&s, bad);
+                let err = res.expect_err(&format!("len {len}, flipped byte {pos} accepted"));
+                assert!(err.contains("corrupt") || err.contains("OpenPGP"), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn unencrypted_message_is_refused() {
+        let mut plain = Vec::new();
+        {
+            let m = Message::new(&mut plain);
+            let mut m = LiteralWriter::new(m).build().unwrap();
+            m.write_all(b"not encrypted").unwrap();
+            m.finalize().unwrap();
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, _, s) = key(tmp.path(), "a", None);
+        let err = decrypt_bytes(&s, plain).unwrap_err();
+        assert!(err.contains("not encrypted"), "{err}");
+        let err = decrypt_bytes(&s, b"garbage garbage garbage".to_vec()).unwrap_err();
+        assert!(err.contains("not a readable OpenPGP"), "{err}");
+    }
+
+    #[test]
+    fn sign_and_verify() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pass = Passphrase::from("ops");
+        let g = generate_key("ops", tmp.path(), Some(&pass)).unwrap();
+        let other = generate_key("other", tmp.path(), None).unwrap();
+        let signer = Signer::from_file(&g.secret_path, Some(&pass)).unwrap();
+        let trusted = TrustedSigners::from_files(std::slice::from_ref(&g.public_path)).unwrap();
+
+        let data = b"{\"manifest\": 1}";
+        let sig = sign_detached(&signer, data).unwrap();
+        assert!(sig.starts_with(b"-----BEGIN PGP SIGNATURE-----"));
+        assert_eq!(
+            verify_detached(&trusted, data, &sig).unwrap(),
+            g.fingerprint
+        );
+
+        // Data changed.
+        let err = verify_detached(&trusted, b"{\"manifest\": 2}", &sig).unwrap_err();
+        assert!(matches!(err, KeyError::BadSignature { .. }), "{err}");
+        assert!(err.to_string().contains(&g.fingerprint), "{err}");
+
+        // Signed by a key that is not trusted.
+        let other_signer = Signer::from_file(&other.secret_path, None).unwrap();
+        let sig2 = sign_detached(&other_signer, data).unwrap();
+        let err = verify_detached(&trusted, data, &sig2).unwrap_err();
+        assert!(matches!(err, KeyError::BadSignature { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("signature does not verify against any trusted signer"),
+            "{err}"
+        );
+
+        // Both trusted: the right one is named.
+        let both = TrustedSigners::from_files(&[g.public_path.clone(), other.public_path.clone()])
+            .unwrap();
+        assert_eq!(
+            verify_detached(&both, data, &sig2).unwrap(),
+            other.fingerprint
+        );
+
+        // Missing and garbage signatures.
+        let err = verify_detached(&trusted, data, b"").unwrap_err();
+        assert!(matches!(err, KeyError::NotSigned), "{err}");
+        assert_eq!(err.to_string(), "manifest is not signed");
+        let err = verify_detached(&trusted, data, b"not a signature").unwrap_err();
+        assert!(matches!(err, KeyError::BadSignature { .. }), "{err}");
+
+        // A binary signature is accepted too.
+        let pile = openpgp::PacketPile::from_bytes(&sig).unwrap();
+        let mut bin = Vec::new();
+        for p in pile.children() {
+            p.serialize(&mut bin).unwrap();
+        }
+        assert_eq!(
+            verify_detached(&trusted, data, &bin).unwrap(),
+            g.fingerprint
+        );
+    }
+
+    #[test]
+    fn crypto_types_are_send() {
+        fn check<T: Send + Sync + fmt::Debug + 'static>() {}
+        check::<EncryptingWriter>();
+        check::<DecryptingReader>();
+    }
+
+    /// Throughput of one stream, for the report:
+    /// `cargo test --release -p drp-backup --lib -- --ignored --nocapture throughput`.
+    #[test]
+    #[ignore = "benchmark; run in release mode"]
+    fn throughput() {
+        use std::time::Instant;
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, r, s) = key(tmp.path(), "a", None);
+        const TOTAL: usize = 256 * 1024 * 1024;
+        let chunk = pseudo_random(1024 * 1024, 5);
+        let path: PathBuf = tmp.path().join("ct.pgp");
+        for chunk_size in [64 * 1024, 1024 * 1024] {
+            let file = io::BufWriter::new(std::fs::File::create(&path).unwrap());
+            let t = Instant::now();
+            let mut w = encrypt(&r, file).unwrap();
+            let mut done = 0;
+            while done < TOTAL {
+                w.write_all(&chunk[..chunk_size]).unwrap();
+                done += chunk_size;
+            }
+            w.finish().unwrap();
+            let enc = t.elapsed().as_secs_f64();
+
+            let t = Instant::now();
+            let file = std::fs::File::open(&path).unwrap();
+            let mut rd = decrypt(&s, file).unwrap();
+            let mut buf = vec![0u8; chunk_size];
+            let mut got = 0usize;
+            loop {
+                let n = rd.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            let dec = t.elapsed().as_secs_f64();
+            assert_eq!(got, TOTAL);
+            let mib = (TOTAL / (1024 * 1024)) as f64;
+            println!(
+                "chunk {} KiB: encrypt {:.0} MiB/s, decrypt {:.0} MiB/s",
+                chunk_size / 1024,
+                mib / enc,
+                mib / dec
+            );
+        }
+    }
+}

@@ -990,3 +990,320 @@ impl fmt::Debug for TrustedSigners {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openpgp::serialize::Serialize;
+
+    fn write_cert(path: &Path, cert: &Cert, secret: bool) {
+        let bytes = if secret {
+            cert.as_tsk().armored().to_vec().unwrap()
+        } else {
+            cert.armored().to_vec().unwrap()
+        };
+        fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn name_validation() {
+        for bad in ["", ".hidden", "a/b", "a b", "ä", "x\n"] {
+            assert!(
+                matches!(validate_name(bad), Err(KeyError::InvalidName { .. })),
+                "{bad:?} accepted"
+            );
+        }
+        for good in ["acme", "acme-prod_2.key", "A9"] {
+            validate_name(good).unwrap();
+        }
+    }
+
+    #[test]
+    fn generate_writes_files_and_refuses_overwrite() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("new/keys");
+        let g = generate_key("acme", &dir, None).unwrap();
+        assert_eq!(g.public_path, dir.join("acme.pub.asc"));
+        assert_eq!(g.secret_path, dir.join("acme.sec.asc"));
+        assert_eq!(g.fingerprint.len(), 40);
+        let public = fs::read_to_string(&g.public_path).unwrap();
+        assert!(public.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"));
+        let secret = fs::read_to_string(&g.secret_path).unwrap();
+        assert!(secret.starts_with("-----BEGIN PGP PRIVATE KEY BLOCK-----"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&g.secret_path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // No temporary files left behind.
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 2);
+
+        // The certificate: v4, no expiry, SEIPD v1 only, sign + encrypt subkeys.
+        let cert = Cert::from_file(&g.public_path).unwrap();
+        assert_eq!(cert.primary_key().key().version(), 4);
+        let vc = cert.with_policy(policy(), None).unwrap();
+        assert_eq!(vc.primary_key().key_expiration_time(), None);
+        {
+            use openpgp::cert::Preferences;
+            let f = vc.features().unwrap();
+            assert!(f.supports_seipdv1() && !f.supports_seipdv2());
+        }
+        assert_eq!(vc.keys().for_signing().count(), 1);
+        assert_eq!(vc.keys().for_storage_encryption().count(), 1);
+        assert_eq!(
+            vc.userids().next().unwrap().userid().value(),
+            b"drp key acme"
+        );
+
+        let err = generate_key("acme", &dir, None).unwrap_err();
+        assert!(matches!(err, KeyError::AlreadyExists { .. }), "{err}");
+        assert!(err.to_string().contains("acme.pub.asc"), "{err}");
+        // The existing key is untouched.
+        assert_eq!(fs::read_to_string(&g.public_path).unwrap(), public);
+
+        // Only the secret file exists: refused too.
+        let lone = tmp.path().join("lone");
+        fs::create_dir(&lone).unwrap();
+        fs::write(lone.join("x.sec.asc"), "keep me").unwrap();
+        let err = generate_key("x", &lone, None).unwrap_err();
+        assert!(err.to_string().contains("x.sec.asc"), "{err}");
+        assert_eq!(
+            fs::read_to_string(lone.join("x.sec.asc")).unwrap(),
+            "keep me"
+        );
+        assert!(!lone.join("x.pub.asc").exists());
+
+        let err = generate_key("../evil", &dir, None).unwrap_err();
+        assert!(matches!(err, KeyError::InvalidName { .. }), "{err}");
+    }
+
+    #[test]
+    fn passphrase_protection() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pass = Passphrase::from("correct horse");
+        let g = generate_key("p", tmp.path(), Some(&pass)).unwrap();
+
+        // The secret material in the file is encrypted.
+        let cert = Cert::from_file(&g.secret_path).unwrap();
+        assert!(
+            cert.keys()
+                .secret()
+                .all(|ka| !ka.key().has_unencrypted_secret())
+        );
+
+        SecretKeys::from_file(&g.secret_path, Some(&pass)).unwrap();
+        Signer::from_file(&g.secret_path, Some(&pass)).unwrap();
+
+        let err = SecretKeys::from_file(&g.secret_path, None).unwrap_err();
+        assert!(matches!(err, KeyError::PassphraseRequired { .. }), "{err}");
+        assert!(err.to_string().contains("--passphrase-env"), "{err}");
+        assert!(err.to_string().contains("p.sec.asc"), "{err}");
+
+        let wrong = Passphrase::from("wrong horse");
+        let err = SecretKeys::from_file(&g.secret_path, Some(&wrong)).unwrap_err();
+        assert!(matches!(err, KeyError::WrongPassphrase { .. }), "{err}");
+        assert!(err.to_string().contains(&g.fingerprint), "{err}");
+        assert!(!format!("{err} {err:?}").contains("wrong horse"));
+        let err = Signer::from_file(&g.secret_path, Some(&wrong)).unwrap_err();
+        assert!(matches!(err, KeyError::WrongPassphrase { .. }), "{err}");
+
+        // A passphrase for an unprotected key is ignored.
+        let g2 = generate_key("u", tmp.path(), None).unwrap();
+        SecretKeys::from_file(&g2.secret_path, Some(&pass)).unwrap();
+    }
+
+    #[test]
+    fn passphrase_sources_and_debug() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("pass");
+        fs::write(&f, "s3cret\n").unwrap();
+        let p = Passphrase::from_file(&f).unwrap();
+        p.password().map(|b| assert_eq!(&b[..], b"s3cret"));
+        fs::write(&f, "s3cret \r\n").unwrap();
+        Passphrase::from_file(&f)
+            .unwrap()
+            .password()
+            .map(|b| assert_eq!(&b[..], b"s3cret "));
+        fs::write(&f, "\n").unwrap();
+        let err = Passphrase::from_file(&f).unwrap_err();
+        assert!(err.to_string().contains("empty"), "{err}");
+        let err = Passphrase::from_file(&tmp.path().join("missing")).unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+
+        let err = Passphrase::from_env("DRP_TEST_SURELY_UNSET_VARIABLE").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("DRP_TEST_SURELY_UNSET_VARIABLE is not set"),
+            "{err}"
+        );
+        // PATH is always set and non-empty.
+        Passphrase::from_env("PATH").unwrap();
+
+        assert_eq!(format!("{p:?}"), "Passphrase(***)");
+    }
+
+    #[test]
+    fn secret_keys_loading_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let g = generate_key("k", tmp.path(), None).unwrap();
+
+        let err = SecretKeys::from_file(&g.public_path, None).unwrap_err();
+        assert!(matches!(err, KeyError::NoSecretKey { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .ends_with("k.pub.asc: contains no secret key"),
+            "{err}"
+        );
+        let err = Signer::from_file(&g.public_path, None).unwrap_err();
+        assert!(matches!(err, KeyError::NoSecretKey { .. }), "{err}");
+
+        let empty = tmp.path().join("empty.asc");
+        fs::write(&empty, "").unwrap();
+        let err = SecretKeys::from_file(&empty, None).unwrap_err();
+        assert!(matches!(err, KeyError::NoCertificate { .. }), "{err}");
+
+        let garbage = tmp.path().join("garbage.asc");
+        fs::write(&garbage, "this is not a key\n").unwrap();
+        let err = Recipients::from_files(std::slice::from_ref(&garbage)).unwrap_err();
+        assert!(err.to_string().contains("garbage.asc"), "{err}");
+
+        let err = Recipients::from_files(&[tmp.path().join("nope.asc")]).unwrap_err();
+        assert!(matches!(err, KeyError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("nope.asc"), "{err}");
+
+        // Debug output of loaded keys shows fingerprints, never key material.
+        let sk = SecretKeys::from_file(&g.secret_path, None).unwrap();
+        let dbg = format!("{sk:?}");
+        assert_eq!(dbg, format!("SecretKeys([\"{}\"])", g.fingerprint));
+        let signer = Signer::from_file(&g.secret_path, None).unwrap();
+        assert!(format!("{signer:?}").contains(&g.fingerprint));
+        assert_eq!(signer.fingerprint(), g.fingerprint);
+    }
+
+    #[test]
+    fn recipients_loading() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = generate_key("a", tmp.path(), None).unwrap();
+        let b = generate_key("b", tmp.path(), None).unwrap();
+
+        // A keyring file with two certificates, plus a secret key file (public part used),
+        // plus a duplicate.
+        let ring = tmp.path().join("ring.pgp");
+        let mut bytes = Vec::new();
+        for p in [&a.public_path, &b.public_path] {
+            Cert::from_file(p).unwrap().serialize(&mut bytes).unwrap();
+        }
+        fs::write(&ring, bytes).unwrap();
+        let r = Recipients::from_files(&[ring.clone(), a.secret_path.clone()]).unwrap();
+        assert_eq!(
+            r.fingerprints(),
+            vec![a.fingerprint.clone(), b.fingerprint.clone()]
+        );
+        assert!(r.entries().iter().all(|e| !e.cert.is_tsk()));
+        assert!(!r.all_support_seipdv2());
+
+        // A certificate without encryption subkey.
+        let (cert, _) = CertBuilder::new()
+            .add_userid("sign only")
+            .add_signing_subkey()
+            .generate()
+            .unwrap();
+        let so = tmp.path().join("signonly.asc");
+        write_cert(&so, &cert, false);
+        let err = Recipients::from_files(std::slice::from_ref(&so)).unwrap_err();
+        assert!(matches!(err, KeyError::NoEncryptionKey { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: certificate {} has no valid encryption-capable key",
+                so.display(),
+                cert.fingerprint().to_hex()
+            )
+        );
+        // ... is fine as a trusted signer, but cannot decrypt.
+        TrustedSigners::from_files(std::slice::from_ref(&so)).unwrap();
+        let sso = tmp.path().join("signonly.sec.asc");
+        write_cert(&sso, &cert, true);
+        let err = SecretKeys::from_file(&sso, None).unwrap_err();
+        assert!(matches!(err, KeyError::NoUsableSecretKey { .. }), "{err}");
+
+        // An expired certificate cannot be encrypted to.
+        let t0 = SystemTime::now() - std::time::Duration::from_secs(10 * 86400);
+        let (cert, _) = CertBuilder::general_purpose(Some("old"))
+            .set_creation_time(t0)
+            .set_validity_period(std::time::Duration::from_secs(86400))
+            .generate()
+            .unwrap();
+        let old = tmp.path().join("old.asc");
+        write_cert(&old, &cert, false);
+        let err = Recipients::from_files(std::slice::from_ref(&old)).unwrap_err();
+        assert!(
+            err.to_string().contains(&cert.fingerprint().to_hex()),
+            "{err}"
+        );
+
+        let err = Recipients::from_files(&[]).unwrap_err();
+        assert!(matches!(err, KeyError::NoRecipients), "{err}");
+    }
+
+    #[test]
+    fn list_keys_merges_pairs_and_reports_bad_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let b = generate_key("bravo", dir, None).unwrap();
+        let a = generate_key("alpha", dir, Some(&Passphrase::from("x"))).unwrap();
+        // A public-only certificate under another name, in binary form.
+        let c = generate_key("charlie", &dir.join("elsewhere"), None).unwrap();
+        let mut bin = Vec::new();
+        Cert::from_file(&c.public_path)
+            .unwrap()
+            .serialize(&mut bin)
+            .unwrap();
+        fs::write(dir.join("charlie.gpg"), bin).unwrap();
+        fs::write(dir.join("notes.txt"), "ignored").unwrap();
+
+        let keys = list_keys(dir).unwrap();
+        let names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["alpha", "bravo", "charlie"]);
+        assert_eq!(keys[0].fingerprint, a.fingerprint);
+        assert!(keys[0].has_secret);
+        assert_eq!(keys[0].path, a.public_path);
+        assert_eq!(keys[1].fingerprint, b.fingerprint);
+        assert!(keys[1].has_secret);
+        assert_eq!(keys[2].fingerprint, c.fingerprint);
+        assert!(!keys[2].has_secret);
+        assert_eq!(keys[2].user_ids, vec!["drp key charlie".to_string()]);
+        assert_eq!(keys[2].expires, None);
+        let age = jiff::Timestamp::now().as_second() - keys[2].created.as_second();
+        assert!((0..600).contains(&age), "{age}");
+        // Serializes (for `--json` output).
+        let json = serde_json::to_string(&keys).unwrap();
+        assert!(json.contains("\"has_secret\":true"), "{json}");
+
+        fs::write(
+            dir.join("broken.asc"),
+            "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nxx\n",
+        )
+        .unwrap();
+        let err = list_keys(dir).unwrap_err();
+        assert!(err.to_string().contains("broken.asc"), "{err}");
+
+        let err = list_keys(&dir.join("missing")).unwrap_err();
+        assert!(matches!(err, KeyError::Io { .. }), "{err}");
+    }
+
+    #[test]
+    fn key_types_are_send_sync_clone_debug() {
+        fn check<T: Send + Sync + Clone + fmt::Debug + 'static>() {}
+        check::<Passphrase>();
+        check::<Recipients>();
+        check::<SecretKeys>();
+        check::<Signer>();
+        check::<TrustedSigners>();
+        check::<KeyInfo>();
+        check::<GeneratedKey>();
+        fn error<T: std::error::Error + Send + Sync + 'static>() {}
+        error::<KeyError>();
+    }
+}

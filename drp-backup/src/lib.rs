@@ -28,4 +28,4 @@ pub use repo::{
 };
 pub use retention::{RetentionDecision, RetentionPolicy};
 pub use source::{SourceOrigin, SourceSpec};
-pub use store::{BackupStore, BackupStoreExt, StoreError, open_store};
+pub use store::{BackupStore, BackupStoreExt, StoreError, open_store, open_store_with};

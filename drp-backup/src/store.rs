@@ -44,7 +44,7 @@ pub enum StoreError {
         operation: &'static str,
         key: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
 }
 
@@ -107,15 +107,37 @@ pub trait Upload: Send {
 /// (credentials, region and endpoint from the usual `AWS_*` environment variables), or
 /// `memory://` (process-local, for tests).
 pub fn open_store(url: &str) -> Result<Arc<dyn BackupStore>, StoreError> {
+    open_store_with(url, std::iter::empty::<(&str, &str)>())
+}
+
+/// Like [`open_store`], with backend options that override the environment, named like the
+/// environment variables in lower case (e.g. `aws_endpoint`, `aws_access_key_id`). Unknown
+/// options are an error, so a typo does not silently fall back to the environment.
+pub fn open_store_with<I, K, V>(url: &str, options: I) -> Result<Arc<dyn BackupStore>, StoreError>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: Into<String>,
+{
     let invalid = |reason: String| StoreError::InvalidUrl {
         url: url.to_string(),
         reason,
     };
+    let options: Vec<(String, String)> = options
+        .into_iter()
+        .map(|(k, v)| (k.as_ref().to_string(), v.into()))
+        .collect();
     let parsed = Url::parse(url).map_err(|e| {
         invalid(format!(
             "{e} (expected file:///path, s3://bucket/prefix or memory://)"
         ))
     })?;
+    if let Some((key, _)) = options.first().filter(|_| parsed.scheme() != "s3") {
+        return Err(invalid(format!(
+            "option {key:?} applies to no {} store",
+            parsed.scheme()
+        )));
+    }
     let inner: Arc<dyn ObjectStore> = match parsed.scheme() {
         "file" => {
             let path = parsed
@@ -133,10 +155,15 @@ pub fn open_store(url: &str) -> Result<Arc<dyn BackupStore>, StoreError> {
                 .host_str()
                 .filter(|b| !b.is_empty())
                 .ok_or_else(|| invalid("no bucket name".into()))?;
-            let s3 = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .build()
-                .map_err(|e| invalid(e.to_string()))?;
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            for (key, value) in options {
+                let config_key = key
+                    .to_ascii_lowercase()
+                    .parse()
+                    .map_err(|_| invalid(format!("unknown S3 option {key:?}")))?;
+                builder = builder.with_config(config_key, value);
+            }
+            let s3 = builder.build().map_err(|e| invalid(e.to_string()))?;
             let prefix = parsed.path().trim_matches('/');
             if prefix.is_empty() {
                 Arc::new(s3)
@@ -183,7 +210,7 @@ impl ObjectBackupStore {
                 store: self.url.clone(),
                 operation,
                 key: key.to_string(),
-                source,
+                source: Box::new(source),
             },
         }
     }
@@ -193,7 +220,7 @@ impl ObjectBackupStore {
             store: self.url.clone(),
             operation: "parse key",
             key: key.to_string(),
-            source: e.into(),
+            source: Box::new(e.into()),
         })
     }
 }

@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use drp_core::backup::{
-    BackupStore, CreateOptions, Manifest, Recipients, Repository, RestoreOptions,
-    RetentionPolicy, SecretKeys, Signer, SnapshotSelector, SourceSpec, TrustedSigners,
-    open_store,
+    BackupStore, CreateOptions, Manifest, Recipients, Repository, RestoreOptions, RetentionPolicy,
+    SecretKeys, Signer, SnapshotSelector, SourceSpec, TrustedSigners, open_store,
 };
 use serde::Serialize;
 
@@ -158,7 +157,10 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
                         snapshot: id.clone(),
                         ok: outcome.is_ok(),
                         error: outcome.as_ref().err().map(ToString::to_string),
-                        verified_signer: outcome.as_ref().ok().and_then(|v| v.verified_signer.clone()),
+                        verified_signer: outcome
+                            .as_ref()
+                            .ok()
+                            .and_then(|v| v.verified_signer.clone()),
                     })
                     .collect();
                 print_json(&listed);
@@ -178,7 +180,12 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
             match (outcomes.len(), failed) {
                 (_, 0) => Ok(()),
                 // A single refused snapshot keeps its own error (and exit status).
-                (1, 1) => Err(outcomes.into_iter().next().and_then(|(_, o)| o.err()).expect("one failure").into()),
+                (1, 1) => Err(outcomes
+                    .into_iter()
+                    .next()
+                    .and_then(|(_, o)| o.err())
+                    .expect("one failure")
+                    .into()),
                 (_, n) => Err(CommandError::Refused(n)),
             }
         }
@@ -244,7 +251,9 @@ fn signer_note(signer: Option<&str>) -> String {
 
 fn parse_duration(text: &str) -> Result<jiff::SignedDuration, CommandError> {
     let span: jiff::Span = text.parse().map_err(|e| {
-        CommandError::message(format!("invalid duration {text:?} (try 24h, 90m or 0s): {e}"))
+        CommandError::message(format!(
+            "invalid duration {text:?} (try 24h, 90m or 0s): {e}"
+        ))
     })?;
     jiff::SignedDuration::try_from(span)
         .map_err(|e| CommandError::message(format!("invalid duration {text:?}: {e}")))

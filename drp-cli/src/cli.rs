@@ -105,7 +105,12 @@ Example:
         #[arg(long, value_name = "SECKEY")]
         sign_with: Option<PathBuf>,
         /// Environment variable holding the --sign-with key's passphrase.
-        #[arg(long, value_name = "VAR", requires = "sign_with", conflicts_with = "sign_passphrase_file")]
+        #[arg(
+            long,
+            value_name = "VAR",
+            requires = "sign_with",
+            conflicts_with = "sign_passphrase_file"
+        )]
         sign_passphrase_env: Option<String>,
         /// File holding the --sign-with key's passphrase.
         #[arg(long, value_name = "FILE", requires = "sign_with")]

@@ -1,7 +1,7 @@
 //! `drp keys`.
 
-use drp_core::backup::keys::{generate_key, list_keys};
 use drp_core::backup::Passphrase;
+use drp_core::backup::keys::{generate_key, list_keys};
 
 use crate::cli::{KeysCommand, PassphraseArgs};
 use crate::output::{CommandError, print_json};
@@ -20,7 +20,11 @@ pub fn run(command: KeysCommand) -> Result<(), CommandError> {
                 "wrote {} (certificate) and {} (secret key{})",
                 key.public_path.display(),
                 key.secret_path.display(),
-                if passphrase.is_some() { ", passphrase-protected" } else { ", NOT passphrase-protected" }
+                if passphrase.is_some() {
+                    ", passphrase-protected"
+                } else {
+                    ", NOT passphrase-protected"
+                }
             );
             Ok(())
         }
@@ -34,14 +38,19 @@ pub fn run(command: KeysCommand) -> Result<(), CommandError> {
                 eprintln!("no keys in {}", dir.display());
                 return Ok(());
             }
-            println!("{:<20} {:<40} {:<20} {:<20} KIND", "NAME", "FINGERPRINT", "CREATED", "EXPIRES");
+            println!(
+                "{:<20} {:<40} {:<20} {:<20} KIND",
+                "NAME", "FINGERPRINT", "CREATED", "EXPIRES"
+            );
             for key in keys {
                 println!(
                     "{:<20} {:<40} {:<20} {:<20} {}",
                     key.name,
                     key.fingerprint,
                     key.created.strftime("%Y-%m-%d %H:%M:%S"),
-                    key.expires.map_or("never".to_string(), |t| t.strftime("%Y-%m-%d %H:%M:%S").to_string()),
+                    key.expires.map_or("never".to_string(), |t| t
+                        .strftime("%Y-%m-%d %H:%M:%S")
+                        .to_string()),
                     if key.has_secret { "secret" } else { "public" }
                 );
             }
