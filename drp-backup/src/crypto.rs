@@ -12,6 +12,9 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sequoia_openpgp as openpgp;
 
@@ -166,6 +169,9 @@ impl Write for EncryptingWriter {
 /// Finds and uses the session key; rejects messages that are not encrypted.
 struct DecryptHelper {
     keys: SecretKeys,
+    /// Set once a session key decrypted the encryption container: from then on, every
+    /// error is about the encrypted data, not about keys or the message format.
+    decrypted: Arc<AtomicBool>,
 }
 
 impl VerificationHelper for DecryptHelper {
@@ -212,7 +218,16 @@ impl DecryptionHelper for DecryptHelper {
                         continue;
                     };
                     if let Some((algo, sk)) = pkesk.decrypt(&mut keypair, sym_algo) {
-                        if decrypt(algo, &sk) {
+                        // sequoia 2.4 panics (instead of failing) when a SEIPD v1 body is
+                        // shorter than IV + 2 + MDC; `decrypt` screens short messages for
+                        // that, and this turns any remaining panic into an error.
+                        let ok = std::panic::catch_unwind(AssertUnwindSafe(|| decrypt(algo, &sk)))
+                            .map_err(|_| {
+                                self.decrypted.store(true, Ordering::SeqCst);
+                                openpgp::Error::ManipulatedMessage
+                            })?;
+                        if ok {
+                            self.decrypted.store(true, Ordering::SeqCst);
                             return Ok(Some(entry.cert.clone()));
                         }
                     }
@@ -244,8 +259,9 @@ impl DecryptionHelper for DecryptHelper {
 /// [`DECRYPT_BUFFER_SIZE`] bytes are held back). `read` returns `Ok(0)` (end of data) only
 /// once the whole message has been read and its integrity (MDC) verified; a truncated,
 /// corrupted or tampered message makes `read` fail with an [`io::ErrorKind::InvalidData`]
-/// error saying the data is corrupt or truncated. So: write the plaintext somewhere
-/// temporary and commit it only after end of data.
+/// error saying the data is corrupt or truncated, and every later `read` fails too. An I/O
+/// error of the source keeps its kind. So: write the plaintext somewhere temporary and
+/// commit it only after end of data.
 pub struct DecryptingReader {
     state: ReaderState,
 }
@@ -270,14 +286,56 @@ impl fmt::Debug for DecryptingReader {
     }
 }
 
-/// Turns a decryption error into the `read` error: integrity problems become
-/// `InvalidData` "corrupt or truncated"; I/O errors of the source keep their kind.
-fn read_error(e: io::Error) -> io::Error {
-    match e.kind() {
-        io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData | io::ErrorKind::Other => {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{CORRUPT}: {e:#}"))
+impl DecryptingReader {
+    fn failed(e: io::Error) -> Self {
+        Self {
+            state: ReaderState::Failed(Some(e)),
         }
-        kind => io::Error::new(kind, format!("reading encrypted data: {e}")),
+    }
+}
+
+/// Marks I/O errors of the source, so that they are not reported as corrupt data.
+#[derive(Debug)]
+struct SourceError(io::Error);
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SourceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// The source, with its errors marked as [`SourceError`].
+struct MarkedSource<R>(R);
+
+impl<R: Read> Read for MarkedSource<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::Interrupted {
+                e
+            } else {
+                io::Error::new(e.kind(), SourceError(e))
+            }
+        })
+    }
+}
+
+/// Turns a decryption error into the `read` error: errors of the source keep their kind;
+/// everything else (truncation, corruption, failed integrity check) is `InvalidData`
+/// "corrupt or truncated".
+fn read_error(e: io::Error) -> io::Error {
+    let from_source = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<SourceError>())
+        .map(|s| s.0.to_string());
+    match from_source {
+        Some(msg) => io::Error::new(e.kind(), format!("reading encrypted data: {msg}")),
+        None => io::Error::new(io::ErrorKind::InvalidData, format!("{CORRUPT}: {e:#}")),
     }
 }
 
@@ -288,20 +346,77 @@ fn pgp_to_io(e: PgpError) -> io::Error {
     }
 }
 
+/// How much of the source [`decrypt`] reads ahead to screen short messages.
+const LOOKAHEAD: usize = 64 * 1024;
+
+/// Screens a complete, short message for SEIPD packets too short to be valid (which make
+/// sequoia 2.4 panic). `Err` names the problem.
+fn screen_short_message(message: &[u8]) -> Result<(), String> {
+    use openpgp::parse::{PacketParser, PacketParserResult};
+    // IV (at most 16 bytes) + 2 quick-check bytes + MDC packet (22 bytes).
+    const MIN_SEIPD_V1_BODY: usize = 16 + 2 + 22;
+    let Ok(mut ppr) = PacketParser::from_bytes(message) else {
+        return Ok(()); // Not our problem here; the decryptor reports it.
+    };
+    while let PacketParserResult::Some(mut pp) = ppr {
+        if let Packet::SEIP(openpgp::packet::SEIP::V1(_)) = &pp.packet {
+            match pp.buffer_unread_content() {
+                Ok(body) if body.len() >= MIN_SEIPD_V1_BODY => (),
+                Ok(body) => {
+                    return Err(format!(
+                        "the encrypted data packet has only {} bytes",
+                        body.len()
+                    ));
+                }
+                Err(e) => return Err(format!("{e:#}")),
+            }
+        }
+        ppr = match pp.next() {
+            Ok((_, next)) => next,
+            Err(_) => return Ok(()),
+        };
+    }
+    Ok(())
+}
+
 /// Starts decrypting the message read from `source` with any of `keys`.
 ///
 /// Fails right away if no key can decrypt the message ([`KeyError::NoMatchingKey`], naming
-/// the key IDs it is encrypted to) or if the input is not an encrypted OpenPGP message.
-/// Problems with the encrypted data itself (truncation, corruption, failed integrity check)
-/// are reported by `read`, even if they are found already here.
+/// the key IDs it is encrypted to) or if the input is not an encrypted OpenPGP message
+/// ([`KeyError::MalformedMessage`]). Problems with the encrypted data itself (truncation,
+/// corruption, failed integrity check) and I/O errors of the source are reported by `read`,
+/// even if they are found already here. Reads up to 64 KiB plus [`DECRYPT_BUFFER_SIZE`] of
+/// the source before returning.
 pub fn decrypt<R: Read + Send + Sync + 'static>(
     keys: &SecretKeys,
     source: R,
 ) -> Result<DecryptingReader, KeyError> {
+    let mut source = MarkedSource(source);
+    let mut prefix = Vec::new();
+    if let Err(e) = (&mut source)
+        .take(LOOKAHEAD as u64)
+        .read_to_end(&mut prefix)
+    {
+        return Ok(DecryptingReader::failed(read_error(e)));
+    }
+    if prefix.len() < LOOKAHEAD {
+        if let Err(msg) = screen_short_message(&prefix) {
+            return Ok(DecryptingReader::failed(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{CORRUPT}: {msg}"),
+            )));
+        }
+    }
+    let source = io::Cursor::new(prefix).chain(source);
+
+    let decrypted = Arc::new(AtomicBool::new(false));
+    let helper = DecryptHelper {
+        keys: keys.clone(),
+        decrypted: decrypted.clone(),
+    };
     let malformed = |e: PgpError| KeyError::MalformedMessage {
         message: format!("{e:#}"),
     };
-    let helper = DecryptHelper { keys: keys.clone() };
     let result = DecryptorBuilder::from_reader(source)
         .map_err(malformed)?
         .buffer_size(DECRYPT_BUFFER_SIZE)
@@ -310,32 +425,28 @@ pub fn decrypt<R: Read + Send + Sync + 'static>(
         Ok(d) => Ok(DecryptingReader {
             state: ReaderState::Reading(Box::new(d)),
         }),
-        Err(e) => match e.downcast::<KeyError>() {
-            Ok(ke @ KeyError::NoMatchingKey { .. }) => Err(ke),
-            Ok(ke) => Err(ke),
-            Err(e) => {
-                if is_data_error(&e) {
-                    Ok(DecryptingReader {
-                        state: ReaderState::Failed(Some(read_error(pgp_to_io(e)))),
-                    })
-                } else {
-                    Err(malformed(e))
-                }
+        Err(e) if decrypted.load(Ordering::SeqCst) => {
+            // The key worked: whatever failed is about the data.
+            match e.downcast::<KeyError>() {
+                Ok(ke) => Ok(DecryptingReader::failed(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{CORRUPT}: {ke}"),
+                ))),
+                Err(e) => Ok(DecryptingReader::failed(read_error(pgp_to_io(e)))),
             }
+        }
+        Err(e) => match e.downcast::<KeyError>() {
+            Ok(ke) => Err(ke),
+            Err(e) => match e.downcast::<io::Error>() {
+                // The source failed before anything could be decrypted.
+                Ok(io) if io.get_ref().is_some_and(|i| i.is::<SourceError>()) => {
+                    Ok(DecryptingReader::failed(read_error(io)))
+                }
+                Ok(io) => Err(malformed(io.into())),
+                Err(e) => Err(malformed(e)),
+            },
         },
     }
-}
-
-/// Whether a setup error is about the encrypted data (truncated, tampered) rather than
-/// about the input not being an encrypted message at all.
-fn is_data_error(e: &PgpError) -> bool {
-    if let Some(io) = e.downcast_ref::<io::Error>() {
-        return io.kind() == io::ErrorKind::UnexpectedEof;
-    }
-    matches!(
-        e.downcast_ref::<openpgp::Error>(),
-        Some(openpgp::Error::ManipulatedMessage)
-    )
 }
 
 impl Read for DecryptingReader {
@@ -343,6 +454,7 @@ impl Read for DecryptingReader {
         match &mut self.state {
             ReaderState::Reading(d) => match d.read(buf) {
                 Ok(n) => Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
                 Err(e) => {
                     self.state = ReaderState::Poisoned;
                     Err(read_error(e))
@@ -465,7 +577,7 @@ mod tests {
     use super::*;
     use crate::keys::{GeneratedKey, Passphrase, generate_key};
     use std::path::{Path, PathBuf};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
 
     /// Deterministic pseudo-random bytes (xorshift64*), incompressible enough.
     pub(crate) fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
@@ -647,6 +759,7 @@ mod tests {
         ) -> openpgp::Result<Option<Cert>> {
             DecryptHelper {
                 keys: self.0.clone(),
+                decrypted: Default::default(),
             }
             .decrypt(pkesks, skesks, sym_algo, decrypt)
         }
@@ -711,6 +824,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A SEIPD packet too short to hold IV + MDC makes sequoia 2.4 panic; it must be an
+    /// error instead, both for short messages (screened) and long ones (panic caught).
+    #[test]
+    fn tiny_encrypted_packet_is_an_error_not_a_panic() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, r, s) = key(tmp.path(), "a", None);
+        let ct = encrypt_bytes(&r, b"");
+        let pile = openpgp::PacketPile::from_bytes(&ct).unwrap();
+        let top: Vec<&Packet> = pile.children().collect();
+        let mut pkesk = Vec::new();
+        top[0].serialize(&mut pkesk).unwrap();
+        // The whole message minus its last 20 bytes: the SEIP body is 26 bytes.
+        let short = ct[..ct.len() - 20].to_vec();
+        let err = decrypt_bytes(&s, short.clone()).unwrap_err();
+        assert!(err.contains(CORRUPT), "{err}");
+        // The same after 64 KiB of marker packets, so that the look-ahead does not see it.
+        let mut long = Vec::new();
+        let marker = Packet::Marker(Default::default());
+        while long.len() < LOOKAHEAD {
+            marker.serialize(&mut long).unwrap();
+        }
+        long.extend_from_slice(&short);
+        let err = decrypt_bytes(&s, long).unwrap_err();
+        assert!(err.contains(CORRUPT), "{err}");
     }
 
     #[test]

@@ -25,10 +25,6 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
             sources,
         } => {
             let repo = open(&stack)?;
-            let sources = sources
-                .iter()
-                .map(|s| s.parse::<SourceSpec>())
-                .collect::<Result<Vec<_>, _>>()?;
             let mut options = CreateOptions::new(sources, Recipients::from_files(&recipients)?);
             if let Some(path) = sign_with {
                 let passphrase = PassphraseArgs {

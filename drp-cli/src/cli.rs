@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use drp_core::backup::SourceSpec;
 
 const AFTER_HELP: &str = "\
 Exit status: 0 success; 1 failure; 2 usage error; 3 integrity failure (stored data or a \
@@ -125,8 +126,8 @@ Example:
         #[arg(long)]
         json: bool,
         /// NAME=PATH or NAME=cmd:COMMAND.
-        #[arg(value_name = "SOURCE", required = true)]
-        sources: Vec<String>,
+        #[arg(value_name = "SOURCE", required = true, value_parser = parse_source)]
+        sources: Vec<SourceSpec>,
     },
     /// List a stack's snapshots, newest first.
     List {
@@ -212,4 +213,9 @@ pub struct KeyArgs {
     /// Require the manifest to be signed by this certificate (repeatable: any of them).
     #[arg(long = "trust", value_name = "CERT")]
     pub trust: Vec<PathBuf>,
+}
+
+fn parse_source(spec: &str) -> Result<SourceSpec, String> {
+    spec.parse()
+        .map_err(|e: drp_core::backup::Error| e.to_string())
 }

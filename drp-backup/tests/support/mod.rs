@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests of drp-backup (`mod support;` in each test file).
 #![allow(dead_code)]
 
+pub mod gpg;
 pub mod s3;
