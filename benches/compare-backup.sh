@@ -75,7 +75,7 @@ need_free "$SOURCE_BYTES"
 
 # --- setup: one drp key, its certificate in a scratch GnuPG home ------------------------------
 KEYS=$WORK/keys
-"$DRP" keys generate --name bench --dir "$KEYS" >/dev/null
+"$DRP" keys generate --name bench --dir "$KEYS" >"$WORK/log" 2>&1 || { cat "$WORK/log"; die "drp keys generate failed"; }
 export GNUPGHOME=$WORK/gnupg
 mkdir -m 700 "$GNUPGHOME"
 gpg --batch --quiet --import "$KEYS/bench.pub.asc"
@@ -154,15 +154,16 @@ run_rounds() {
 check_drp() { # SCENARIO SOURCE
     local store=file://$WORK/check
     "$DRP" backup create --store "$store" --stack bench --recipient "$KEYS/bench.pub.asc" \
-        "data=$2" >/dev/null
+        "data=$2" >"$WORK/log" 2>&1 || { cat "$WORK/log"; die "$1: drp backup create failed"; }
     if [[ -f $2 ]]; then
         "$DRP" backup restore --store "$store" --stack bench --key "$KEYS/bench.sec.asc" \
-            --to "$WORK/restored" >/dev/null
+            --to "$WORK/restored" >"$WORK/log" 2>&1 ||
+            { cat "$WORK/log"; die "$1: drp backup restore failed"; }
         cmp "$2" "$WORK/restored/data" || die "$1: drp restored different bytes"
         echo "   check: drp restore gives back the same $(($(stat -c %s "$2") >> 20)) MiB"
     else
         "$DRP" backup verify --store "$store" --stack bench --key "$KEYS/bench.sec.asc" \
-            >/dev/null || die "$1: drp backup verify failed"
+            >"$WORK/log" 2>&1 || { cat "$WORK/log"; die "$1: drp backup verify failed"; }
         echo "   check: drp backup verify read the snapshot back in full: OK"
     fi
     rm -rf "$WORK/check" "$WORK/restored"
@@ -184,7 +185,7 @@ report() { # SCENARIO DESCRIPTION TOOL...
     for tool in "$@"; do
         w[$tool]=$(median <<<"${WALL[$scenario $tool]}")
         r[$tool]=$(median <<<"${RSS[$scenario $tool]}")
-        printf '  %-28s %10.2f %14.1f %14.1f\n' "$(label "$tool")" "${w[$tool]}" "${r[$tool]}" \
+        printf '  %-28s %10.2f %14.1f %14.1f\n' "$(label "$scenario" "$tool")" "${w[$tool]}" "${r[$tool]}" \
             "$(awk -v b="$(median <<<"${SIZE[$scenario $tool]}")" 'BEGIN { print b / 1e6 }')"
     done
     local drp_vs_pipeline
@@ -194,10 +195,10 @@ report() { # SCENARIO DESCRIPTION TOOL...
         echo "  wall pipeline / restic:   $(ratio "${w[pipeline]}" "${w[restic]}")x"
     echo "  drp max RSS:              ${r[drp]} MiB   goal <= $RSS_GOAL_MIB MiB: $(verdict "${r[drp]}" "$RSS_GOAL_MIB")"
 }
-label() {
-    case $1 in
+label() { # SCENARIO TOOL
+    case $2 in
     drp) echo "drp backup create" ;;
-    pipeline) echo "tar|zstd -3 -T0|gpg (*)" ;;
+    pipeline) [[ $1 == tree ]] && echo "tar|zstd -3 -T0|gpg (*)" || echo "zstd -3 -T0|gpg (*)" ;;
     restic) echo "restic backup" ;;
     esac
 }
@@ -205,10 +206,11 @@ label() {
 # --- scenario 1: a directory tree -------------------------------------------------------------
 TOOLS=(drp pipeline)
 ((HAVE_RESTIC)) && TOOLS+=(restic)
-say "drp $("$DRP" --version 2>/dev/null | head -n1), $(gpg --version | head -n1)," \
-    "$(zstd --version), $( ((HAVE_RESTIC)) && restic version | cut -d' ' -f1-2)"
+say "$("$DRP" --version 2>/dev/null | head -n1), $(gpg --version | head -n1)," \
+    "zstd $(zstd --version | grep -o 'v[0-9.]*')," \
+    "$(tar --version | head -n1)$( ((HAVE_RESTIC)) && restic version | cut -d' ' -f1-2 | sed 's/^/, /')"
 say "$(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); scratch directory $WORK"
-awk -v n="$(nproc)" '$1 > n / 4 { print "warning: the machine is busy (load average " $1 "):",
+awk -v n="$(nproc)" '$1 > n / 2 { print "warning: the machine is busy (load average " $1 "):",
     "other processes compete for the CPUs and skew the figures" }' /proc/loadavg >&2
 say "tree: $SOURCE_DIR, $((SOURCE_BYTES / 1000000)) MB; warming the page cache (one tar read)"
 # Through cat: GNU tar skips reading file contents when its output is /dev/null itself.
@@ -225,7 +227,7 @@ if [[ ${SKIP_FILE:-0} != 1 ]]; then
         need_free $((2 * BIG_FILE_BYTES))
         say "file: generating 2 GiB (1 GiB /dev/urandom + 1 GiB of one repeated text line)"
         { head -c $((BIG_FILE_BYTES / 2)) /dev/urandom
-          yes 'drp benchmark: a line of plain, very compressible text 0123456789' |
+          { yes 'drp benchmark: a line of plain, very compressible text 0123456789' || true; } |
               head -c $((BIG_FILE_BYTES / 2)); } >"$BIG_FILE"
     fi
     need_free "$(stat -c %s "$BIG_FILE")"
@@ -240,7 +242,7 @@ fi
 # --- results ----------------------------------------------------------------------------------
 report tree "Tree $SOURCE_DIR ($((SOURCE_BYTES / 1000000)) MB)" "${TOOLS[@]}"
 [[ ${SKIP_FILE:-0} == 1 ]] ||
-    report file "File of $(($(stat -c %s "$BIG_FILE") >> 20)) MiB (half random)" "${FILE_TOOLS[@]}"
+    report file "File $BIG_FILE ($(($(stat -c %s "$BIG_FILE") >> 20)) MiB)" "${FILE_TOOLS[@]}"
 echo
-echo "(*) the pipeline's RSS is the largest of any one of its processes (tar, zstd, gpg),"
+echo "(*) the pipeline's RSS is the largest of any one of its processes (tar, zstd or gpg),"
 echo "    not their sum; its stored size is the .gpg file, drp's and restic's the whole store."

@@ -399,13 +399,13 @@ pub fn decrypt<R: Read + Send + Sync + 'static>(
     {
         return Ok(DecryptingReader::failed(read_error(e)));
     }
-    if prefix.len() < LOOKAHEAD {
-        if let Err(msg) = screen_short_message(&prefix) {
-            return Ok(DecryptingReader::failed(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{CORRUPT}: {msg}"),
-            )));
-        }
+    if prefix.len() < LOOKAHEAD
+        && let Err(msg) = screen_short_message(&prefix)
+    {
+        return Ok(DecryptingReader::failed(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{CORRUPT}: {msg}"),
+        )));
     }
     let source = io::Cursor::new(prefix).chain(source);
 
@@ -576,7 +576,7 @@ pub fn verify_detached(
 mod tests {
     use super::*;
     use crate::keys::{GeneratedKey, Passphrase, generate_key};
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     use std::sync::Mutex;
 
     /// Deterministic pseudo-random bytes (xorshift64*), incompressible enough.
@@ -620,8 +620,7 @@ mod tests {
             i += 1;
         }
         w.finish().unwrap();
-        let out = sink.0.lock().unwrap().clone();
-        out
+        sink.0.lock().unwrap().clone()
     }
 
     fn decrypt_bytes(keys: &SecretKeys, ciphertext: Vec<u8>) -> Result<Vec<u8>, String> {
@@ -951,52 +950,5 @@ mod tests {
         fn check<T: Send + Sync + fmt::Debug + 'static>() {}
         check::<EncryptingWriter>();
         check::<DecryptingReader>();
-    }
-
-    /// Throughput of one stream, for the report:
-    /// `cargo test --release -p drp-backup --lib -- --ignored --nocapture throughput`.
-    #[test]
-    #[ignore = "benchmark; run in release mode"]
-    fn throughput() {
-        use std::time::Instant;
-        let tmp = tempfile::tempdir().unwrap();
-        let (_, r, s) = key(tmp.path(), "a", None);
-        const TOTAL: usize = 256 * 1024 * 1024;
-        let chunk = pseudo_random(1024 * 1024, 5);
-        let path: PathBuf = tmp.path().join("ct.pgp");
-        for chunk_size in [64 * 1024, 1024 * 1024] {
-            let file = io::BufWriter::new(std::fs::File::create(&path).unwrap());
-            let t = Instant::now();
-            let mut w = encrypt(&r, file).unwrap();
-            let mut done = 0;
-            while done < TOTAL {
-                w.write_all(&chunk[..chunk_size]).unwrap();
-                done += chunk_size;
-            }
-            w.finish().unwrap();
-            let enc = t.elapsed().as_secs_f64();
-
-            let t = Instant::now();
-            let file = std::fs::File::open(&path).unwrap();
-            let mut rd = decrypt(&s, file).unwrap();
-            let mut buf = vec![0u8; chunk_size];
-            let mut got = 0usize;
-            loop {
-                let n = rd.read(&mut buf).unwrap();
-                if n == 0 {
-                    break;
-                }
-                got += n;
-            }
-            let dec = t.elapsed().as_secs_f64();
-            assert_eq!(got, TOTAL);
-            let mib = (TOTAL / (1024 * 1024)) as f64;
-            println!(
-                "chunk {} KiB: encrypt {:.0} MiB/s, decrypt {:.0} MiB/s",
-                chunk_size / 1024,
-                mib / enc,
-                mib / dec
-            );
-        }
     }
 }

@@ -510,10 +510,10 @@ pub struct KeyInfo {
 /// Strips the key file suffix from a file name; `None` if it is not a key file name.
 fn key_file_stem(file_name: &str) -> Option<&str> {
     for suffix in [".sec.asc", ".pub.asc", ".asc", ".pgp", ".gpg"] {
-        if let Some(stem) = file_name.strip_suffix(suffix) {
-            if !stem.is_empty() {
-                return Some(stem);
-            }
+        if let Some(stem) = file_name.strip_suffix(suffix)
+            && !stem.is_empty()
+        {
+            return Some(stem);
         }
     }
     None

@@ -193,8 +193,8 @@ mod tests {
         let s = snaps(&[
             "2026-01-04T12:00:00Z", // Sunday: ISO week 1 of 2026
             "2026-01-05T12:00:00Z", // Monday: ISO week 2
-            "2026-01-31T12:00:00Z", // January's newest
-            "2026-02-01T12:00:00Z", // February
+            "2026-01-31T12:00:00Z", // Saturday of ISO week 5, January's newest
+            "2026-02-01T12:00:00Z", // Sunday of ISO week 5, February
         ]);
         let weekly = RetentionPolicy {
             keep_weekly: Some(10),
@@ -205,7 +205,6 @@ mod tests {
             kept(&d),
             [
                 ("s3", vec!["weekly"]),
-                ("s2", vec!["weekly"]),
                 ("s1", vec!["weekly"]),
                 ("s0", vec!["weekly"])
             ]

@@ -130,8 +130,7 @@ fn drp_encrypt(recipients: &Recipients, data: &[u8]) -> Vec<u8> {
         w.write_all(chunk).unwrap();
     }
     w.finish().unwrap();
-    let out = sink.0.lock().unwrap().clone();
-    out
+    sink.0.lock().unwrap().clone()
 }
 
 fn drp_decrypt(keys: &SecretKeys, ciphertext: Vec<u8>) -> Vec<u8> {

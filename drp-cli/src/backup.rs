@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use drp_core::backup::{
     BackupStore, CreateOptions, Manifest, Recipients, Repository, RestoreOptions, RetentionPolicy,
-    SecretKeys, Signer, SnapshotSelector, SourceSpec, TrustedSigners, open_store,
+    SecretKeys, Signer, SnapshotSelector, TrustedSigners, open_store,
 };
 use serde::Serialize;
 
