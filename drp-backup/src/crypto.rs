@@ -5,10 +5,13 @@
 //! holding one binary literal data packet, without OpenPGP compression (the payload is
 //! already zstd). `gpg --decrypt` therefore prints exactly the plaintext bytes.
 //!
-//! SEIPD v1 is chosen unconditionally, whatever the recipients advertise: drp writes the PKESK
-//! packets itself and hands sequoia's `Encryptor` only the session key, so sequoia cannot pick
-//! SEIPD v2 (which it would for certificates that advertise it, and which GnuPG 2.2 cannot
-//! read). This also lets [`EncryptingWriter`] own everything it needs (`'static`, `Send`).
+//! SEIPD v1 is chosen unconditionally, whatever the recipients advertise (sequoia would pick
+//! SEIPD v2 for certificates that advertise it, and GnuPG 2.2 cannot read that): sequoia makes
+//! the session key and the PKESK packets, and [`seipd`] frames and encrypts the data with
+//! OpenSSL (see there why not sequoia's `Encryptor`). [`EncryptingWriter`] owns everything it
+//! needs (`'static`, `Send`).
+
+mod seipd;
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -30,9 +33,10 @@ use openpgp::parse::stream::{
     VerificationHelper,
 };
 use openpgp::serialize::Serialize;
-use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message};
+use openpgp::serialize::stream::{Armorer, Message};
 use openpgp::types::SymmetricAlgorithm;
 
+use self::seipd::SeipdWriter;
 use crate::keys::{
     KeyError, PgpError, Recipients, SecretKeys, Signer, TrustedSigners, join_list, policy,
 };
@@ -54,13 +58,6 @@ fn pgp_err(operation: &'static str) -> impl Fn(PgpError) -> KeyError {
     }
 }
 
-fn pgp_io_err(e: PgpError) -> io::Error {
-    match e.downcast::<io::Error>() {
-        Ok(e) => e,
-        Err(e) => io::Error::other(format!("OpenPGP encryption failed: {e:#}")),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Encryption
 
@@ -70,8 +67,8 @@ fn pgp_io_err(e: PgpError) -> io::Error {
 /// dropping it without `finish` leaves an incomplete (undecryptable) message in the sink.
 /// Memory use is bounded (a few buffers of some KiB), whatever the size of the data.
 pub struct EncryptingWriter {
-    /// The writer stack: literal data → SEIPD v1 encryptor → sink. `None` once finished.
-    message: Option<Message<'static>>,
+    /// The SEIPD v1 packet being written. `None` once finished.
+    seipd: Option<SeipdWriter>,
     /// Total plaintext bytes written (for `Debug`).
     written: u64,
 }
@@ -80,7 +77,7 @@ impl fmt::Debug for EncryptingWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EncryptingWriter")
             .field("written", &self.written)
-            .field("finished", &self.message.is_none())
+            .field("finished", &self.seipd.is_none())
             .finish()
     }
 }
@@ -96,9 +93,7 @@ pub fn encrypt<W: Write + Send + Sync + 'static>(
         return Err(KeyError::NoRecipients);
     }
     let err = pgp_err("encryption");
-    let sink: Box<dyn Write + Send + Sync> = Box::new(sink);
-    let mut message = Message::new(sink);
-
+    let mut sink: Box<dyn Write + Send + Sync> = Box::new(sink);
     let session_key = SessionKey::new(SYMMETRIC_ALGO.key_size().map_err(&err)?).map_err(&err)?;
     for entry in recipients.entries() {
         for key in &entry.keys {
@@ -106,18 +101,16 @@ pub fn encrypt<W: Write + Send + Sync + 'static>(
                 PKESK3::for_recipient(SYMMETRIC_ALGO, &session_key, key).map_err(&err)?;
             pkesk.set_recipient(Some(key.keyid()));
             Packet::from(PKESK::from(pkesk))
-                .serialize(&mut message)
+                .serialize(&mut sink)
                 .map_err(&err)?;
         }
     }
-    // No recipients here: with only a session key, sequoia's Encryptor writes SEIPD v1.
-    let message = Encryptor::with_session_key(message, SYMMETRIC_ALGO, session_key)
-        .map_err(&err)?
-        .build()
-        .map_err(&err)?;
-    let message = LiteralWriter::new(message).build().map_err(&err)?;
+    let seipd = SeipdWriter::new(sink, &session_key).map_err(|e| KeyError::OpenPgp {
+        operation: "encryption",
+        message: e.to_string(),
+    })?;
     Ok(EncryptingWriter {
-        message: Some(message),
+        seipd: Some(seipd),
         written: 0,
     })
 }
@@ -125,39 +118,27 @@ pub fn encrypt<W: Write + Send + Sync + 'static>(
 impl EncryptingWriter {
     /// Writes the end of the message (MDC, final packet lengths) and flushes the sink.
     pub fn finish(mut self) -> io::Result<()> {
-        let message = self
-            .message
+        self.seipd
             .take()
-            .ok_or_else(|| io::Error::other("EncryptingWriter already finished"))?;
-        // The stack is LiteralWriter → Encryptor → sink. Popping a layer finalizes it; the
-        // last pop drops the sink without flushing it, so flush before that.
-        let mut message = message
-            .finalize_one()
-            .map_err(pgp_io_err)?
-            .ok_or_else(|| io::Error::other("OpenPGP writer stack too short"))?;
-        message = message
-            .finalize_one()
-            .map_err(pgp_io_err)?
-            .ok_or_else(|| io::Error::other("OpenPGP writer stack too short"))?;
-        message.flush()?;
-        message.finalize().map_err(pgp_io_err)
+            .ok_or_else(|| io::Error::other("EncryptingWriter already finished"))?
+            .finish()
     }
 }
 
 impl Write for EncryptingWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let message = self
-            .message
+        let seipd = self
+            .seipd
             .as_mut()
             .ok_or_else(|| io::Error::other("EncryptingWriter already finished"))?;
-        let n = message.write(buf)?;
+        let n = seipd.write(buf)?;
         self.written += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self.message.as_mut() {
-            Some(m) => m.flush(),
+        match self.seipd.as_mut() {
+            Some(seipd) => seipd.flush(),
             None => Ok(()),
         }
     }
@@ -869,11 +850,33 @@ mod tests {
     }
 
     #[test]
+    fn every_length_around_the_packet_chunk_boundaries_round_trips() {
+        // The literal body is 6 header bytes plus the data; chunks are 64 KiB; the SEIPD body
+        // adds 1 version byte, 18 prefix bytes and 22 MDC bytes.
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, r, s) = key(tmp.path(), "a", None);
+        let chunk = 1usize << 16;
+        let mut lengths = vec![0, 1, 185, 186, 8377, 8378];
+        for base in [chunk, 2 * chunk, 3 * chunk] {
+            for delta in [-48isize, -47, -41, -7, -6, -5, 0, 1] {
+                lengths.push((base as isize + delta) as usize);
+            }
+        }
+        for len in lengths {
+            let data = pseudo_random(len, len as u64);
+            let back = decrypt_bytes(&s, encrypt_bytes(&r, &data)).unwrap();
+            assert!(back == data, "length {len} did not round-trip");
+        }
+    }
+
+    #[test]
     fn unencrypted_message_is_refused() {
         let mut plain = Vec::new();
         {
             let m = Message::new(&mut plain);
-            let mut m = LiteralWriter::new(m).build().unwrap();
+            let mut m = openpgp::serialize::stream::LiteralWriter::new(m)
+                .build()
+                .unwrap();
             m.write_all(b"not encrypted").unwrap();
             m.finalize().unwrap();
         }

@@ -11,6 +11,7 @@
 
 pub mod crypto;
 mod error;
+pub mod host;
 pub mod keys;
 pub mod manifest;
 mod pipe;
@@ -20,11 +21,12 @@ pub mod source;
 pub mod store;
 
 pub use error::{Error, Result};
+pub use host::{Host, LocalHost, Staging};
 pub use keys::{KeyError, Passphrase, Recipients, SecretKeys, Signer, TrustedSigners};
 pub use manifest::{Manifest, SourceKind, SourceRecord};
 pub use repo::{
-    CreateOptions, PruneReport, Repository, RestoreOptions, RestoreReport, RestoredSource,
-    SnapshotEntry, SnapshotSelector, VerifiedSnapshot,
+    CreateOptions, PruneReport, Repository, RestoreDestination, RestoreOptions, RestoreReport,
+    RestoredSource, SnapshotEntry, SnapshotSelector, VerifiedSnapshot,
 };
 pub use retention::{RetentionDecision, RetentionPolicy};
 pub use source::{SourceOrigin, SourceSpec};

@@ -15,6 +15,10 @@ pub(crate) const CHUNK_SIZE: usize = 256 * 1024;
 /// Chunks buffered in one pipe.
 pub(crate) const PIPE_DEPTH: usize = 4;
 
+/// What travels through a pipe: chunks, or an error that the reader returns instead of the end
+/// of data (so a stage never mistakes a failure upstream for a complete stream).
+pub(crate) type Chunk = io::Result<Bytes>;
+
 /// A new pipe: a blocking writer and a blocking reader.
 pub(crate) fn pipe() -> (PipeWriter, PipeReader) {
     let (tx, rx) = mpsc::channel(PIPE_DEPTH);
@@ -30,12 +34,12 @@ pub(crate) fn downstream_stopped() -> io::Error {
 /// end: dropping it closes the pipe too, but loses what is still buffered.
 #[derive(Debug)]
 pub(crate) struct PipeWriter {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Chunk>,
     buffer: BytesMut,
 }
 
 impl PipeWriter {
-    pub(crate) fn new(tx: mpsc::Sender<Bytes>) -> Self {
+    pub(crate) fn new(tx: mpsc::Sender<Chunk>) -> Self {
         Self {
             tx,
             buffer: BytesMut::with_capacity(CHUNK_SIZE),
@@ -49,7 +53,7 @@ impl PipeWriter {
         let chunk = self.buffer.split().freeze();
         self.buffer.reserve(CHUNK_SIZE);
         self.tx
-            .blocking_send(chunk)
+            .blocking_send(Ok(chunk))
             .map_err(|_| downstream_stopped())
     }
 
@@ -77,12 +81,12 @@ impl Write for PipeWriter {
 /// Reads from a pipe on a blocking thread; end of data when the writer is gone.
 #[derive(Debug)]
 pub(crate) struct PipeReader {
-    rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<Chunk>,
     current: Bytes,
 }
 
 impl PipeReader {
-    pub(crate) fn new(rx: mpsc::Receiver<Bytes>) -> Self {
+    pub(crate) fn new(rx: mpsc::Receiver<Chunk>) -> Self {
         Self {
             rx,
             current: Bytes::new(),
@@ -94,7 +98,7 @@ impl Read for PipeReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.current.is_empty() {
             match self.rx.blocking_recv() {
-                Some(chunk) => self.current = chunk,
+                Some(chunk) => self.current = chunk?,
                 None => return Ok(0),
             }
         }
@@ -142,6 +146,23 @@ mod tests {
         reader.read_to_end(&mut back).unwrap();
         producer.join().unwrap();
         assert!(back == expected);
+    }
+
+    #[test]
+    fn an_error_sent_down_the_pipe_replaces_the_end_of_data() {
+        let (tx, rx) = mpsc::channel(PIPE_DEPTH);
+        let mut reader = PipeReader::new(rx);
+        tx.blocking_send(Ok(Bytes::from_static(b"abc"))).unwrap();
+        tx.blocking_send(Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "hash mismatch",
+        )))
+        .unwrap();
+        drop(tx);
+        let mut back = Vec::new();
+        let err = reader.read_to_end(&mut back).unwrap_err();
+        assert_eq!(err.to_string(), "hash mismatch");
+        assert_eq!(back, b"abc");
     }
 
     #[test]

@@ -2,12 +2,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -16,12 +15,13 @@ use tokio::task::spawn_blocking;
 
 use crate::crypto;
 use crate::error::{Error, Result};
+use crate::host::{Host, LocalHost};
 use crate::keys::{Recipients, SecretKeys, Signer, TrustedSigners};
 use crate::manifest::{
     Layout, MANIFEST_FORMAT, Manifest, SourceKind, SourceRecord, is_snapshot_id, new_snapshot_id,
     validate_name,
 };
-use crate::pipe::{PIPE_DEPTH, PipeReader, PipeWriter, pipe};
+use crate::pipe::{Chunk, CountingWriter, PIPE_DEPTH, PipeReader, PipeWriter, pipe};
 use crate::retention::{RetentionDecision, RetentionPolicy};
 use crate::source::SourceSpec;
 use crate::store::{BackupStore, BackupStoreExt, StoreError};
@@ -62,6 +62,8 @@ pub struct CreateOptions {
     pub parallelism: usize,
     /// zstd level.
     pub compression_level: i32,
+    /// Where the sources are read.
+    pub host: Arc<dyn Host>,
 }
 
 impl CreateOptions {
@@ -73,6 +75,7 @@ impl CreateOptions {
             signer: None,
             parallelism: default_parallelism(),
             compression_level: DEFAULT_COMPRESSION_LEVEL,
+            host: Arc::new(LocalHost),
         }
     }
 }
@@ -90,6 +93,16 @@ pub struct SnapshotEntry {
     pub signed: bool,
 }
 
+/// Where restored data goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreDestination {
+    /// A directory that receives `NAME/` (directory sources) or the file `NAME` (others).
+    Directory(PathBuf),
+    /// The standard input of `sh -c COMMAND` (e.g. `psql` or `mongorestore --archive`): the
+    /// source's plaintext, a tar stream for a directory. Exactly one source.
+    Command(String),
+}
+
 /// What to restore and where.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
@@ -97,12 +110,28 @@ pub struct RestoreOptions {
     pub snapshot: SnapshotSelector,
     /// Which sources; empty means all.
     pub sources: Vec<String>,
-    /// Directory that receives `NAME/` (directories) or `NAME` (files).
-    pub target: PathBuf,
+    /// Where the data goes.
+    pub destination: RestoreDestination,
     /// Keys that can decrypt the stack's data.
     pub keys: SecretKeys,
     /// If given, the manifest must carry a valid signature by one of these.
     pub trust: Option<TrustedSigners>,
+    /// The machine the destination is on.
+    pub host: Arc<dyn Host>,
+}
+
+impl RestoreOptions {
+    /// Every source of the latest snapshot, on this machine, without a signature check.
+    pub fn new(keys: SecretKeys, destination: RestoreDestination) -> Self {
+        Self {
+            snapshot: SnapshotSelector::Latest,
+            sources: Vec::new(),
+            destination,
+            keys,
+            trust: None,
+            host: Arc::new(LocalHost),
+        }
+    }
 }
 
 /// One restored source.
@@ -112,8 +141,8 @@ pub struct RestoredSource {
     pub name: String,
     /// What it was.
     pub kind: SourceKind,
-    /// Where it now is.
-    pub path: PathBuf,
+    /// Where it now is (none when piped into a command).
+    pub path: Option<PathBuf>,
     /// Plain bytes restored.
     pub plain_bytes: u64,
 }
@@ -186,6 +215,7 @@ impl Repository {
             signer,
             parallelism,
             compression_level,
+            host,
         } = options;
         if sources.is_empty() {
             return Err(Error::InvalidSourceSpec {
@@ -202,7 +232,7 @@ impl Repository {
                     reason: format!("source name {:?} is given twice", spec.name),
                 });
             }
-            let kind = spec.kind(&self.stack)?;
+            let kind = spec.kind(host.as_ref(), &self.stack)?;
             planned.push((spec, kind));
         }
 
@@ -210,7 +240,7 @@ impl Repository {
         let snapshot = new_snapshot_id(time);
         let records: Result<Vec<SourceRecord>> = stream::iter(planned)
             .map(|(spec, kind)| {
-                self.store_source(&snapshot, spec, kind, &recipients, compression_level)
+                self.store_source(&snapshot, spec, kind, &host, &recipients, compression_level)
             })
             .buffered(parallelism.max(1))
             .try_collect()
@@ -283,6 +313,7 @@ impl Repository {
         snapshot: &str,
         spec: SourceSpec,
         kind: SourceKind,
+        host: &Arc<dyn Host>,
         recipients: &Recipients,
         level: i32,
     ) -> Result<SourceRecord> {
@@ -292,11 +323,18 @@ impl Repository {
 
         let (mut plain_out, mut plain_in) = pipe();
         let (compressed_out, mut compressed_in) = pipe();
-        let (cipher_tx, mut cipher_rx) = mpsc::channel::<Bytes>(PIPE_DEPTH);
+        let (cipher_tx, mut cipher_rx) = mpsc::channel::<Chunk>(PIPE_DEPTH);
 
         let stack = self.stack.clone();
+        let host = host.clone();
         let read = spawn_blocking(move || {
-            let n = spec.read_into(&stack, &mut plain_out)?;
+            let mut counted = CountingWriter {
+                inner: &mut plain_out,
+                count: 0,
+            };
+            host.read_source(&spec.origin, kind, &mut counted)
+                .map_err(|m| spec.failed(&stack, m))?;
+            let n = counted.count;
             plain_out
                 .finish()
                 .map_err(|e| Error::io("backup pipeline", e))?;
@@ -317,7 +355,7 @@ impl Repository {
         let mut hasher = Sha256::new();
         let mut stored_bytes = 0u64;
         let mut upload_error = None;
-        while let Some(chunk) = cipher_rx.recv().await {
+        while let Some(Ok(chunk)) = cipher_rx.recv().await {
             hasher.update(&chunk);
             stored_bytes += chunk.len() as u64;
             if let Err(e) = upload.write(chunk).await {
@@ -485,71 +523,110 @@ impl Repository {
         Ok((manifest, verified_signer))
     }
 
-    /// Restores a snapshot's sources into `options.target`: every source is first restored
-    /// into a staging directory inside the target, and moved into place only when all of them
-    /// were read, checked and decrypted in full. On failure the target is left as it was.
+    /// Restores a snapshot's sources. Into a directory, every source is first restored into a
+    /// staging directory inside it and moved into place only when all of them were read,
+    /// checked and decrypted in full; on failure the directory is left as it was. Into a
+    /// command, the plaintext is streamed as it is checked; on failure the command is killed
+    /// before it sees the end of its input.
     pub async fn restore(&self, options: RestoreOptions) -> Result<RestoreReport> {
-        let snapshot = self.resolve(&options.snapshot).await?;
+        let RestoreOptions {
+            snapshot,
+            sources,
+            destination,
+            keys,
+            trust,
+            host,
+        } = options;
+        let snapshot = self.resolve(&snapshot).await?;
         let (manifest, verified_signer) = self
-            .load_checked_manifest(&snapshot, options.trust.as_ref())
+            .load_checked_manifest(&snapshot, trust.as_ref())
             .await?;
-        let records = self.select_sources(&manifest, &options.sources)?;
+        let records = self.select_sources(&manifest, &sources)?;
 
-        let target = &options.target;
-        let target_error = |reason: String| Error::Target {
-            path: target.clone(),
-            reason,
-        };
-        for record in &records {
-            let destination = target.join(&record.name);
-            if destination.symlink_metadata().is_ok() {
-                return Err(target_error(format!(
-                    "{} already exists; restore into another directory or move it away first",
-                    destination.display()
-                )));
+        let sources = match destination {
+            RestoreDestination::Command(command) => {
+                let [record] = records.as_slice() else {
+                    return Err(Error::Target {
+                        path: PathBuf::from("--pipe-to"),
+                        reason: format!(
+                            "a command takes exactly one source; pick one of {} with --source",
+                            manifest
+                                .sources
+                                .iter()
+                                .map(|s| s.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    });
+                };
+                let sink = Sink::Command { host, command };
+                vec![self.fetch_source(&manifest, record, &keys, sink).await?]
             }
-        }
-        let created_target = !target.exists();
-        std::fs::create_dir_all(target)
-            .map_err(|e| target_error(format!("cannot create it: {e}")))?;
-        let staging = tempfile::Builder::new()
-            .prefix(".drp-restore-")
-            .tempdir_in(target)
-            .map_err(|e| target_error(format!("cannot create a staging directory in it: {e}")))?;
-
-        let staged = self
-            .fetch_sources(&manifest, &records, &options.keys, Some(staging.path()))
-            .await;
-        let staged = match staged {
-            Ok(staged) => staged,
-            Err(e) => {
-                drop(staging);
-                if created_target {
-                    let _ = std::fs::remove_dir(target);
-                }
-                return Err(e);
+            RestoreDestination::Directory(target) => {
+                self.restore_into_directory(&manifest, &records, &keys, host, target)
+                    .await?
             }
         };
-
-        let mut sources = Vec::with_capacity(staged.len());
-        for mut restored in staged {
-            let destination = target.join(&restored.name);
-            if destination.symlink_metadata().is_ok() {
-                return Err(target_error(format!(
-                    "{} appeared during the restore; the restored data was discarded",
-                    destination.display()
-                )));
-            }
-            std::fs::rename(&restored.path, &destination)
-                .map_err(|e| target_error(format!("moving {} into place: {e}", restored.name)))?;
-            restored.path = destination;
-            sources.push(restored);
-        }
         Ok(RestoreReport {
             snapshot,
             verified_signer,
             sources,
         })
+    }
+
+    async fn restore_into_directory(
+        &self,
+        manifest: &Manifest,
+        records: &[&SourceRecord],
+        keys: &SecretKeys,
+        host: Arc<dyn Host>,
+        target: PathBuf,
+    ) -> Result<Vec<RestoredSource>> {
+        let names: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
+        let target_error = {
+            let path = target.clone();
+            move |reason: String| Error::Target {
+                path: path.clone(),
+                reason,
+            }
+        };
+        let staging = {
+            let (host, target, names) = (host.clone(), target.clone(), names.clone());
+            spawn_blocking(move || host.prepare_restore(&target, &str_refs(&names)))
+                .await
+                .expect("preparing a restore does not panic")
+                .map_err(&target_error)?
+        };
+        let staged: Result<Vec<RestoredSource>> = stream::iter(records)
+            .map(|record| {
+                let sink = Sink::Directory {
+                    host: host.clone(),
+                    path: staging.dir.join(&record.name),
+                };
+                self.fetch_source(manifest, record, keys, sink)
+            })
+            .buffered(default_parallelism())
+            .try_collect()
+            .await;
+        let committed = match staged {
+            Ok(staged) => {
+                let (host, staging) = (host.clone(), staging.clone());
+                spawn_blocking(move || host.commit_restore(&staging, &str_refs(&names)))
+                    .await
+                    .expect("committing a restore does not panic")
+                    .map_err(&target_error)
+                    .map(|()| staged)
+            }
+            Err(e) => {
+                let _ = spawn_blocking(move || host.discard_restore(&staging)).await;
+                return Err(e);
+            }
+        };
+        let mut restored = committed?;
+        for source in &mut restored {
+            source.path = Some(target.join(&source.name));
+        }
+        Ok(restored)
     }
 
     /// Reads snapshots back in full (hashes, signature if `trust` is given, OpenPGP integrity,
@@ -573,13 +650,10 @@ impl Repository {
         for id in ids {
             let outcome = async {
                 let (manifest, verified_signer) = self.load_checked_manifest(&id, trust).await?;
-                let sources = self
-                    .fetch_sources(
-                        &manifest,
-                        &manifest.sources.iter().collect::<Vec<_>>(),
-                        keys,
-                        None,
-                    )
+                let sources = stream::iter(&manifest.sources)
+                    .map(|record| self.fetch_source(&manifest, record, keys, Sink::Check))
+                    .buffered(default_parallelism())
+                    .try_collect()
                     .await?;
                 Ok(VerifiedSnapshot {
                     snapshot: id.clone(),
@@ -623,32 +697,17 @@ impl Repository {
             .collect()
     }
 
-    async fn fetch_sources(
-        &self,
-        manifest: &Manifest,
-        records: &[&SourceRecord],
-        keys: &SecretKeys,
-        staging: Option<&Path>,
-    ) -> Result<Vec<RestoredSource>> {
-        stream::iter(records)
-            .map(|record| {
-                let destination = staging.map(|dir| dir.join(&record.name));
-                self.fetch_source(manifest, record, keys, destination)
-            })
-            .buffered(default_parallelism())
-            .try_collect()
-            .await
-    }
-
-    /// object → (async) SHA-256 → (thread) OpenPGP decrypt → (thread) zstd → tar or file.
-    /// `destination` None only checks. Errors distinguish refused data (hash, size, decryption
-    /// or integrity failures) from local failures (disk, permissions).
+    /// object → (async) SHA-256 → (thread) OpenPGP decrypt → (thread) zstd → sink.
+    ///
+    /// The object is hashed as it streams; if the hash differs from the manifest, the stages
+    /// after it get an error instead of the end of data, so no sink ever takes bad data for
+    /// complete. Errors tell refused data (size, hash, key, integrity) from local failures.
     async fn fetch_source(
         &self,
         manifest: &Manifest,
         record: &SourceRecord,
         keys: &SecretKeys,
-        destination: Option<PathBuf>,
+        sink: Sink,
     ) -> Result<RestoredSource> {
         let refuse = |reason: String| Error::DataRefused {
             stack: self.stack.clone(),
@@ -671,7 +730,7 @@ impl Repository {
         }
         let mut object = self.store.get(&record.object).await?;
 
-        let (cipher_tx, cipher_rx) = mpsc::channel::<Bytes>(PIPE_DEPTH);
+        let (cipher_tx, cipher_rx) = mpsc::channel::<Chunk>(PIPE_DEPTH);
         let (mut plain_out, plain_in) = pipe();
         // Set when the key cannot open the message: reading the rest would prove nothing.
         let key_failed = Arc::new(AtomicBool::new(false));
@@ -690,8 +749,7 @@ impl Repository {
             plain_out.finish().map_err(DecryptFailure::Data)
         });
         let kind = record.kind;
-        let output = destination.clone();
-        let unpack = spawn_blocking(move || unpack(kind, plain_in, output.as_deref()));
+        let unpack = spawn_blocking(move || sink.consume(kind, plain_in));
 
         // Hash the whole object even if a later stage stops early: only a matching hash lets a
         // later failure be blamed on this machine rather than on the stored data.
@@ -708,7 +766,7 @@ impl Repository {
             };
             hasher.update(&chunk);
             if let Some(tx) = &forward
-                && tx.send(chunk).await.is_err()
+                && tx.send(Ok(chunk)).await.is_err()
             {
                 forward = None;
             }
@@ -716,7 +774,18 @@ impl Repository {
                 break;
             }
         }
-        drop(forward);
+        let sha256 = hex::encode(hasher.finalize());
+        let hash_matches = read_error.is_none() && sha256 == record.sha256;
+        if let Some(tx) = forward
+            && !hash_matches
+        {
+            let _ = tx
+                .send(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the stored object does not match the manifest",
+                )))
+                .await;
+        }
 
         let decrypted = decrypt.await.expect("the decrypt stage does not panic");
         let unpacked = unpack.await.expect("the unpack stage does not panic");
@@ -726,8 +795,7 @@ impl Repository {
         if let Err(DecryptFailure::Key(e)) = decrypted {
             return Err(refuse(format!("cannot decrypt: {e}")));
         }
-        let sha256 = hex::encode(hasher.finalize());
-        if sha256 != record.sha256 {
+        if !hash_matches {
             return Err(refuse(format!(
                 "object {} has SHA-256 {sha256}, the manifest says {}: corrupted or replaced",
                 record.object, record.sha256
@@ -739,17 +807,12 @@ impl Repository {
             }
             _ => {}
         }
-        let plain_bytes = unpacked.map_err(|e| match e.kind() {
-            io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof | io::ErrorKind::Other => {
-                refuse(format!("the decrypted data does not unpack: {e}"))
-            }
-            _ => Error::io(
+        let plain_bytes = unpacked.map_err(|failure| match failure {
+            SinkFailure::Data(e) => refuse(format!("the decrypted data does not unpack: {e}")),
+            SinkFailure::Local(e, place) => Error::io(
                 format!(
-                    "stack {}, snapshot {}, source {}: writing {}",
-                    self.stack,
-                    manifest.snapshot,
-                    record.name,
-                    destination.as_deref().unwrap_or(Path::new("-")).display()
+                    "stack {}, snapshot {}, source {}: {place}",
+                    self.stack, manifest.snapshot, record.name
                 ),
                 e,
             ),
@@ -757,7 +820,7 @@ impl Repository {
         Ok(RestoredSource {
             name: record.name.clone(),
             kind: record.kind,
-            path: destination.unwrap_or_default(),
+            path: None,
             plain_bytes,
         })
     }
@@ -860,62 +923,96 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// zstd → tar unpacked into `output` (a new directory), or → the file `output`; with no output,
-/// everything is read and checked but nothing written. Reads to the end in every case, so the
-/// stages before it see the whole message (and OpenPGP checks its integrity).
-fn unpack(kind: SourceKind, plain: PipeReader, output: Option<&Path>) -> io::Result<u64> {
-    let mut decoder = zstd::Decoder::new(plain)?;
-    let mut counted = CountingReader {
-        inner: &mut decoder,
-        count: 0,
-    };
-    match (kind, output) {
-        (SourceKind::Directory, Some(dir)) => {
-            std::fs::create_dir(dir)?;
-            let mut archive = tar::Archive::new(&mut counted);
-            archive.set_preserve_permissions(true);
-            archive.set_preserve_mtime(true);
-            archive.set_unpack_xattrs(false);
-            archive.set_preserve_ownerships(running_as_root());
-            archive.unpack(dir)?;
-            io::copy(archive.into_inner(), &mut io::sink())?;
+fn str_refs(names: &[String]) -> Vec<&str> {
+    names.iter().map(String::as_str).collect()
+}
+
+/// Where one source's plaintext goes.
+#[derive(Debug)]
+enum Sink {
+    /// Nowhere: read, decompress and (for tar) walk everything, write nothing.
+    Check,
+    /// Restored to `path` on `host` (inside a staging directory).
+    Directory { host: Arc<dyn Host>, path: PathBuf },
+    /// Into the standard input of a command on `host`.
+    Command {
+        host: Arc<dyn Host>,
+        command: String,
+    },
+}
+
+/// Why a sink failed: the data it read, or the place it wrote to.
+enum SinkFailure {
+    Data(io::Error),
+    Local(io::Error, String),
+}
+
+impl Sink {
+    /// zstd-decodes `plain` into the sink; returns the plain bytes. Reads to the end in every
+    /// case, so the stages before it see the whole message (and OpenPGP checks its integrity).
+    fn consume(self, kind: SourceKind, plain: PipeReader) -> Result<u64, SinkFailure> {
+        let decoder = zstd::Decoder::new(plain).map_err(SinkFailure::Data)?;
+        let mut data = DataReader {
+            inner: decoder,
+            count: 0,
+            failed: false,
+        };
+        let written = match &self {
+            Sink::Check => check(kind, &mut data),
+            Sink::Directory { host, path } => host.write_restored(kind, path, &mut data),
+            Sink::Command { host, command } => host.pipe_to(command, &mut data),
+        };
+        if let Err(e) = written {
+            return Err(if data.failed {
+                SinkFailure::Data(e)
+            } else {
+                let place = match &self {
+                    Sink::Check => "reading".to_string(),
+                    Sink::Directory { host, path } => {
+                        format!("writing {} on {host}", path.display())
+                    }
+                    // The command is not repeated: it may hold credentials.
+                    Sink::Command { host, .. } => format!("the restore command on {host}"),
+                };
+                SinkFailure::Local(e, place)
+            });
         }
-        (SourceKind::Directory, None) => {
-            let mut archive = tar::Archive::new(&mut counted);
-            for entry in archive.entries()? {
-                io::copy(&mut entry?, &mut io::sink())?;
-            }
-            io::copy(archive.into_inner(), &mut io::sink())?;
-        }
-        (SourceKind::File | SourceKind::Command, Some(path)) => {
-            let mut file = std::fs::File::create_new(path)?;
-            io::copy(&mut counted, &mut file)?;
-            file.sync_all()?;
-        }
-        (SourceKind::File | SourceKind::Command, None) => {
-            io::copy(&mut counted, &mut io::sink())?;
+        let count = data.count;
+        // Whatever follows the zstd frames (nothing, normally) must still pass through decryption.
+        io::copy(&mut data.inner.finish(), &mut io::sink()).map_err(SinkFailure::Data)?;
+        Ok(count)
+    }
+}
+
+fn check(kind: SourceKind, data: &mut dyn Read) -> io::Result<()> {
+    if kind == SourceKind::Directory {
+        let mut archive = tar::Archive::new(&mut *data);
+        for entry in archive.entries()? {
+            io::copy(&mut entry?, &mut io::sink())?;
         }
     }
-    let count = counted.count;
-    // Whatever follows the zstd frames (nothing, normally) must still pass through decryption.
-    io::copy(&mut decoder.finish(), &mut io::sink())?;
-    Ok(count)
+    io::copy(data, &mut io::sink()).map(drop)
 }
 
-fn running_as_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-struct CountingReader<R> {
+/// The decompressed stream: counts bytes, and remembers whether reading it failed, which puts
+/// the blame for a sink's failure on the data rather than on the sink.
+struct DataReader<R> {
     inner: R,
     count: u64,
+    failed: bool,
 }
 
-impl<R: Read> Read for CountingReader<R> {
+impl<R: Read> Read for DataReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count += n as u64;
-        Ok(n)
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.count += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        }
     }
 }

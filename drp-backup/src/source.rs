@@ -2,16 +2,12 @@
 //! standard output, e.g. a database dump), and how each is read as one byte stream.
 
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
+use crate::host::Host;
 use crate::manifest::{SourceKind, validate_name};
-
-/// Bytes of a failed command's standard error kept for the error message.
-const STDERR_TAIL: usize = 2048;
 
 /// Where a source's bytes come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,56 +28,21 @@ pub struct SourceSpec {
 }
 
 impl SourceSpec {
-    /// Checks the source before anything is uploaded and says how it will be stored.
-    pub fn kind(&self, stack: &str) -> Result<SourceKind> {
+    /// Checks the source on `host` before anything is uploaded and says how it is stored.
+    pub fn kind(&self, host: &dyn Host, stack: &str) -> Result<SourceKind> {
         match &self.origin {
             SourceOrigin::Command(_) => Ok(SourceKind::Command),
-            SourceOrigin::Path(path) => {
-                let meta = std::fs::metadata(path)
-                    .map_err(|e| self.failed(stack, format!("{}: {e}", path.display())))?;
-                if meta.is_dir() {
-                    Ok(SourceKind::Directory)
-                } else if meta.is_file() {
-                    Ok(SourceKind::File)
-                } else {
-                    Err(self.failed(
-                        stack,
-                        format!("{}: neither a directory nor a regular file", path.display()),
-                    ))
-                }
-            }
+            SourceOrigin::Path(path) => host.path_kind(path).map_err(|m| self.failed(stack, m)),
         }
     }
 
-    fn failed(&self, stack: &str, message: String) -> Error {
+    /// The error for this source failing in `stack`.
+    pub(crate) fn failed(&self, stack: &str, message: String) -> Error {
         Error::SourceFailed {
             stack: stack.to_string(),
             source_name: self.name.clone(),
             message,
         }
-    }
-
-    /// Writes the source's bytes (a tar stream for a directory) into `out`; returns how many.
-    /// Errors name the source; a command's failure carries its exit status and stderr tail.
-    pub(crate) fn read_into<W: Write>(&self, stack: &str, out: W) -> Result<u64> {
-        let mut out = crate::pipe::CountingWriter {
-            inner: out,
-            count: 0,
-        };
-        match &self.origin {
-            SourceOrigin::Path(path) if path.is_dir() => archive_directory(path, &mut out)
-                .map_err(|e| self.failed(stack, format!("{}: {e}", path.display())))?,
-            SourceOrigin::Path(path) => {
-                let mut file = std::fs::File::open(path)
-                    .map_err(|e| self.failed(stack, format!("{}: {e}", path.display())))?;
-                io::copy(&mut file, &mut out)
-                    .map_err(|e| self.failed(stack, format!("{}: {e}", path.display())))?;
-            }
-            SourceOrigin::Command(command) => {
-                run_command(command, &mut out).map_err(|m| self.failed(stack, m))?
-            }
-        }
-        Ok(out.count)
     }
 }
 
@@ -121,68 +82,6 @@ impl FromStr for SourceSpec {
     }
 }
 
-fn archive_directory<W: Write>(dir: &Path, out: W) -> io::Result<()> {
-    let mut builder = tar::Builder::new(out);
-    // Symlinks are stored as links; following them could leave the tree or loop.
-    builder.follow_symlinks(false);
-    builder.mode(tar::HeaderMode::Complete);
-    builder.append_dir_all(".", dir)?;
-    builder.into_inner()?.flush()
-}
-
-fn run_command<W: Write>(command: &str, out: &mut W) -> std::result::Result<(), String> {
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start the command: {e}"))?;
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    let stderr_reader = std::thread::spawn(move || {
-        let mut tail = Vec::new();
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = stderr.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            tail.extend_from_slice(&buf[..n]);
-            if tail.len() > 2 * STDERR_TAIL {
-                tail.drain(..tail.len() - STDERR_TAIL);
-            }
-        }
-        tail
-    });
-    let mut stdout = child.stdout.take().expect("stdout is piped");
-    let copied = io::copy(&mut stdout, out);
-    drop(stdout);
-    if copied.is_err() {
-        // The pipeline stopped: do not leave the command running or a zombie behind.
-        let _ = child.kill();
-    }
-    let status = child
-        .wait()
-        .map_err(|e| format!("cannot wait for the command: {e}"))?;
-    let tail = stderr_reader.join().unwrap_or_default();
-    copied.map_err(|e| format!("reading the command's output: {e}"))?;
-    if status.success() {
-        return Ok(());
-    }
-    let tail = String::from_utf8_lossy(&tail[tail.len().saturating_sub(STDERR_TAIL)..])
-        .trim()
-        .to_string();
-    let status = match status.code() {
-        Some(code) => format!("exit status {code}"),
-        None => format!("{status}"),
-    };
-    Err(if tail.is_empty() {
-        format!("the command failed ({status})")
-    } else {
-        format!("the command failed ({status}): {tail}")
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,23 +109,12 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_command_reports_its_status_and_stderr() {
-        let s: SourceSpec = "db=cmd:echo partial; echo 'connection refused' >&2; exit 3"
-            .parse()
-            .unwrap();
-        let mut out = Vec::new();
-        let err = s.read_into("acme", &mut out).unwrap_err().to_string();
-        assert!(err.starts_with("stack acme, source db: "), "{err}");
-        assert!(
-            err.contains("exit status 3") && err.contains("connection refused"),
-            "{err}"
-        );
-    }
-
-    #[test]
     fn a_missing_path_is_named() {
         let s: SourceSpec = "files=/nonexistent/drp-test".parse().unwrap();
-        let err = s.kind("acme").unwrap_err().to_string();
+        let err = s
+            .kind(&crate::host::LocalHost, "acme")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent/drp-test"), "{err}");
     }
 }

@@ -23,9 +23,10 @@ use url::Url;
 /// last; larger parts would only cost memory.
 pub const UPLOAD_PART_SIZE: usize = 5 * 1024 * 1024;
 
-/// Parts of one upload in flight at once: enough to keep the network busy while the next part
-/// is produced, few enough to keep memory bounded (`(1 + this) * UPLOAD_PART_SIZE` per upload).
-const UPLOAD_PARTS_IN_FLIGHT: usize = 2;
+/// Parts of one upload in flight at once. One part travels while the next is produced, which
+/// keeps the network busy; memory per upload is `(1 + this) * UPLOAD_PART_SIZE`, and several
+/// sources upload at once, so this stays at one (peak RSS goal: 64 MiB for a backup).
+const UPLOAD_PARTS_IN_FLIGHT: usize = 1;
 
 /// Errors from a [`BackupStore`].
 #[derive(Debug, thiserror::Error)]

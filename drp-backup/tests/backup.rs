@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use drp_backup::keys::generate_key;
 use drp_backup::{
-    BackupStore, CreateOptions, Error, Manifest, Recipients, Repository, RestoreOptions,
-    RetentionPolicy, SecretKeys, Signer, SnapshotSelector, SourceSpec, TrustedSigners, open_store,
+    BackupStore, CreateOptions, Error, Manifest, Recipients, Repository, RestoreDestination,
+    RestoreOptions, RetentionPolicy, SecretKeys, Signer, SnapshotSelector, SourceSpec,
+    TrustedSigners, open_store,
 };
 
 struct Fixture {
@@ -90,13 +91,10 @@ impl Fixture {
     }
 
     fn restore_options(&self, key: &str, target: &Path) -> RestoreOptions {
-        RestoreOptions {
-            snapshot: SnapshotSelector::Latest,
-            sources: vec![],
-            target: target.to_path_buf(),
-            keys: self.secret(key),
-            trust: None,
-        }
+        RestoreOptions::new(
+            self.secret(key),
+            RestoreDestination::Directory(target.to_path_buf()),
+        )
     }
 
     fn object_path(&self, manifest: &Manifest, source: &str) -> PathBuf {
@@ -642,5 +640,77 @@ async fn verify_all_reports_each_snapshot_on_its_own() {
         err.to_string()
             .contains(&format!("snapshot {}, source v", bad.snapshot)),
         "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipe_to_streams_one_source_into_a_command() {
+    let f = Fixture::new();
+    let www = f.sample_tree();
+    f.backup(
+        "acme",
+        "acme",
+        None,
+        &[&format!("www={}", www.display()), "db=cmd:seq 1 100000"],
+    )
+    .await;
+    let dump = f.path("dump.sql");
+    let mut options = f.restore_options("acme", &f.path("unused"));
+    options.destination = RestoreDestination::Command(format!("cat > '{}'", dump.display()));
+    options.sources = vec!["db".into()];
+    let report = f.repo("acme").restore(options).await.unwrap();
+    assert_eq!(report.sources[0].path, None);
+    let expected: String = (1..=100000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(fs::read_to_string(&dump).unwrap(), expected);
+
+    // A directory source arrives as a tar stream.
+    let unpacked = f.path("unpacked");
+    fs::create_dir_all(&unpacked).unwrap();
+    let mut options = f.restore_options("acme", &f.path("unused"));
+    options.destination =
+        RestoreDestination::Command(format!("tar -x -C '{}'", unpacked.display()));
+    options.sources = vec!["www".into()];
+    f.repo("acme").restore(options).await.unwrap();
+    assert_eq!(tree(&unpacked), tree(&www));
+
+    let mut options = f.restore_options("acme", &f.path("unused"));
+    options.destination = RestoreDestination::Command("cat".into());
+    let err = f
+        .repo("acme")
+        .restore(options)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("a command takes exactly one source; pick one of www, db with --source"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipe_to_never_lets_a_command_see_the_end_of_bad_data() {
+    let f = Fixture::new();
+    let manifest = f
+        .backup("acme", "acme", None, &["db=cmd:seq 1 300000"])
+        .await;
+    let path = f.object_path(&manifest, "db");
+    let mut bytes = fs::read(&path).unwrap();
+    let last = bytes.len() - 30;
+    bytes[last] ^= 0x04;
+    fs::write(&path, bytes).unwrap();
+
+    // The command marks whether its input ended cleanly, as a database import would commit.
+    let committed = f.path("committed");
+    let mut options = f.restore_options("acme", &f.path("unused"));
+    options.destination = RestoreDestination::Command(format!(
+        "cat > /dev/null && touch '{}'",
+        committed.display()
+    ));
+    let err = f.repo("acme").restore(options).await.unwrap_err();
+    assert!(err.is_integrity_failure(), "{err}");
+    assert!(err.to_string().contains("source db"), "{err}");
+    assert!(
+        !committed.exists(),
+        "the command saw a clean end of corrupt input"
     );
 }

@@ -173,7 +173,8 @@ fn gpg_decrypts_what_drp_encrypts_to_a_drp_key() {
             ),
         };
         let recipients = Recipients::from_files(std::slice::from_ref(&g.public_path)).unwrap();
-        for plaintext in [&data[..], b""] {
+        // Multi-chunk, empty, and a literal body of exactly one 64 KiB chunk (6 header bytes).
+        for plaintext in [&data[..], b"", &data[..65536 - 6]] {
             let ct = write(tmp.path(), "ct.pgp", &drp_encrypt(&recipients, plaintext));
             let ct = ct.to_str().unwrap();
             let out = home.gpg(

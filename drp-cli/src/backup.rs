@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use drp_core::backup::{
-    BackupStore, CreateOptions, Manifest, Recipients, Repository, RestoreOptions, RetentionPolicy,
-    SecretKeys, Signer, SnapshotSelector, TrustedSigners, open_store,
+    BackupStore, CreateOptions, Manifest, Recipients, Repository, RestoreDestination,
+    RestoreOptions, RetentionPolicy, SecretKeys, Signer, SnapshotSelector, TrustedSigners,
+    open_store,
 };
 use serde::Serialize;
 
@@ -100,29 +101,38 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
             snapshot,
             sources,
             to,
+            pipe_to,
             json,
         } => {
             let repo = open(&stack)?;
             let (secret_keys, trust) = keys.load()?;
-            let report = repo
-                .restore(RestoreOptions {
-                    snapshot: selector(&snapshot),
-                    sources,
-                    target: to,
-                    keys: secret_keys,
-                    trust,
-                })
-                .await?;
+            let destination = match (to, pipe_to) {
+                (Some(dir), _) => RestoreDestination::Directory(dir),
+                (None, Some(command)) => RestoreDestination::Command(command),
+                (None, None) => unreachable!("clap requires --to or --pipe-to"),
+            };
+            let mut options = RestoreOptions::new(secret_keys, destination);
+            options.snapshot = selector(&snapshot);
+            options.sources = sources;
+            options.trust = trust;
+            let report = repo.restore(options).await?;
             if json {
                 print_json(&report);
             } else {
                 for source in &report.sources {
-                    println!(
-                        "restored {} ({}) to {}",
-                        source.name,
-                        human_bytes(source.plain_bytes),
-                        source.path.display()
-                    );
+                    match &source.path {
+                        Some(path) => println!(
+                            "restored {} ({}) to {}",
+                            source.name,
+                            human_bytes(source.plain_bytes),
+                            path.display()
+                        ),
+                        None => eprintln!(
+                            "restored {} ({}) into the command",
+                            source.name,
+                            human_bytes(source.plain_bytes)
+                        ),
+                    }
                 }
                 eprintln!(
                     "stack {}: snapshot {} restored{}",

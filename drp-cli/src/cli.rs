@@ -139,7 +139,8 @@ Example:
     },
     /// Restore a snapshot: a directory source into DIR/NAME/, a file or command source into
     /// the file DIR/NAME. Everything is checked before anything appears in DIR; existing
-    /// files are never overwritten.
+    /// files are never overwritten. Or stream one source into a command with --pipe-to.
+    #[command(group = clap::ArgGroup::new("destination").required(true).args(["to", "pipe_to"]))]
     Restore {
         #[command(flatten)]
         stack: StackArgs,
@@ -153,7 +154,13 @@ Example:
         sources: Vec<String>,
         /// Directory to restore into (created if missing).
         #[arg(long, value_name = "DIR")]
-        to: PathBuf,
+        to: Option<PathBuf>,
+        /// Stream the source's plaintext (a tar stream for a directory) into the standard
+        /// input of `sh -c COMMAND`, e.g. 'psql app' or 'mongorestore --archive'. Needs
+        /// exactly one source (--source). If the data turns out bad, the command is killed
+        /// before it sees the end of its input.
+        #[arg(long, value_name = "COMMAND")]
+        pipe_to: Option<String>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,

@@ -1,0 +1,373 @@
+//! The machine whose data is backed up and restored.
+//!
+//! [`LocalHost`] is this machine, the embedded default. drp-core implements [`Host`] for remote
+//! machines on top of drp-provision's transports, so that this crate needs no SSH. The
+//! methods are blocking: the backup and restore pipelines call them from their own threads.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::manifest::SourceKind;
+use crate::source::SourceOrigin;
+
+/// Bytes of a failed command's standard error kept for its error message.
+pub const STDERR_TAIL: usize = 2048;
+
+/// A staging directory inside a restore target: restored sources wait there until every one
+/// of them was checked, then move into the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staging {
+    /// The restore target.
+    pub target: PathBuf,
+    /// The staging directory, inside the target (so moving out of it is a rename).
+    pub dir: PathBuf,
+    /// Whether preparing the restore created the target (and discarding removes it).
+    pub created_target: bool,
+}
+
+/// Where sources are read and restored data is written.
+pub trait Host: Send + Sync + fmt::Debug + fmt::Display {
+    /// How a path source will be stored: a directory or a regular file; else why not.
+    fn path_kind(&self, path: &Path) -> Result<SourceKind, String>;
+
+    /// Writes a source's bytes (a tar stream for a directory) into `out`. A command that exits
+    /// non-zero is an error carrying its status and the tail of its standard error.
+    fn read_source(
+        &self,
+        origin: &SourceOrigin,
+        kind: SourceKind,
+        out: &mut dyn Write,
+    ) -> Result<(), String>;
+
+    /// Refuses if any `target/NAME` exists, creates `target` if missing, and makes a new,
+    /// empty staging directory inside it.
+    fn prepare_restore(&self, target: &Path, names: &[&str]) -> Result<Staging, String>;
+
+    /// Writes one source's plaintext, read to the end, to `path` (inside the staging
+    /// directory): a tar stream is extracted into the new directory `path`, anything else
+    /// becomes the file `path`. A read error is returned as is.
+    fn write_restored(&self, kind: SourceKind, path: &Path, plain: &mut dyn Read)
+    -> io::Result<()>;
+
+    /// Moves `staging.dir/NAME` to `staging.target/NAME` for every name, then removes the
+    /// staging directory.
+    fn commit_restore(&self, staging: &Staging, names: &[&str]) -> Result<(), String>;
+
+    /// Removes the staging directory, and the target if it was created for this restore and
+    /// is empty again. Best effort: it runs on the way out of a failure.
+    fn discard_restore(&self, staging: &Staging);
+
+    /// Streams plaintext into the standard input of `sh -c command`. If reading fails, the
+    /// command is killed before it sees the end of its input, so that it cannot take
+    /// truncated data for complete; a non-zero exit is an error.
+    fn pipe_to(&self, command: &str, plain: &mut dyn Read) -> io::Result<()>;
+}
+
+/// This machine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalHost;
+
+impl fmt::Display for LocalHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("local")
+    }
+}
+
+impl Host for LocalHost {
+    fn path_kind(&self, path: &Path) -> Result<SourceKind, String> {
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if meta.is_dir() {
+            Ok(SourceKind::Directory)
+        } else if meta.is_file() {
+            Ok(SourceKind::File)
+        } else {
+            Err(format!(
+                "{}: neither a directory nor a regular file",
+                path.display()
+            ))
+        }
+    }
+
+    fn read_source(
+        &self,
+        origin: &SourceOrigin,
+        kind: SourceKind,
+        out: &mut dyn Write,
+    ) -> Result<(), String> {
+        match (origin, kind) {
+            (SourceOrigin::Path(path), SourceKind::Directory) => {
+                archive_directory(path, out).map_err(|e| format!("{}: {e}", path.display()))
+            }
+            (SourceOrigin::Path(path), _) => {
+                let mut file =
+                    std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                io::copy(&mut file, out)
+                    .map(drop)
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            }
+            (SourceOrigin::Command(command), _) => run_command(command, out),
+        }
+    }
+
+    fn prepare_restore(&self, target: &Path, names: &[&str]) -> Result<Staging, String> {
+        for name in names {
+            let destination = target.join(name);
+            if destination.symlink_metadata().is_ok() {
+                return Err(format!(
+                    "{} already exists; restore into another directory or move it away first",
+                    destination.display()
+                ));
+            }
+        }
+        let created_target = !target.exists();
+        std::fs::create_dir_all(target).map_err(|e| format!("cannot create it: {e}"))?;
+        let dir = tempfile::Builder::new()
+            .prefix(".drp-restore-")
+            .tempdir_in(target)
+            .map_err(|e| format!("cannot create a staging directory in it: {e}"))?
+            // Kept until commit or discard; a killed restore leaves only this hidden directory.
+            .keep();
+        Ok(Staging {
+            target: target.to_path_buf(),
+            dir,
+            created_target,
+        })
+    }
+
+    fn write_restored(
+        &self,
+        kind: SourceKind,
+        path: &Path,
+        plain: &mut dyn Read,
+    ) -> io::Result<()> {
+        match kind {
+            SourceKind::Directory => {
+                std::fs::create_dir(path)?;
+                let mut archive = tar::Archive::new(&mut *plain);
+                archive.set_preserve_permissions(true);
+                archive.set_preserve_mtime(true);
+                archive.set_unpack_xattrs(false);
+                archive.set_preserve_ownerships(running_as_root());
+                archive.unpack(path)?;
+            }
+            SourceKind::File | SourceKind::Command => {
+                let mut file = std::fs::File::create_new(path)?;
+                io::copy(plain, &mut file)?;
+                file.sync_all()?;
+            }
+        }
+        // Read to the end: only the end of the stream proves it was complete and authentic.
+        io::copy(plain, &mut io::sink())?;
+        Ok(())
+    }
+
+    fn commit_restore(&self, staging: &Staging, names: &[&str]) -> Result<(), String> {
+        for name in names {
+            let destination = staging.target.join(name);
+            if destination.symlink_metadata().is_ok() {
+                return Err(format!(
+                    "{} appeared during the restore; the restored data was left in {}",
+                    destination.display(),
+                    staging.dir.display()
+                ));
+            }
+            std::fs::rename(staging.dir.join(name), &destination)
+                .map_err(|e| format!("moving {name} into place: {e}"))?;
+        }
+        std::fs::remove_dir(&staging.dir)
+            .map_err(|e| format!("removing {}: {e}", staging.dir.display()))
+    }
+
+    fn discard_restore(&self, staging: &Staging) {
+        let _ = std::fs::remove_dir_all(&staging.dir);
+        if staging.created_target {
+            let _ = std::fs::remove_dir(&staging.target);
+        }
+    }
+
+    fn pipe_to(&self, command: &str, plain: &mut dyn Read) -> io::Result<()> {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = collect_tail(child.stderr.take().expect("stderr is piped"));
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        if let Err(e) = io::copy(plain, &mut stdin) {
+            // Kill first, close stdin after: the command must not see a clean end of input.
+            let _ = child.kill();
+            let _ = child.wait();
+            drop(stdin);
+            return Err(e);
+        }
+        drop(stdin);
+        let status = child.wait()?;
+        let tail = stderr.join().unwrap_or_default();
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(failure_message(
+                "the command",
+                &status_text(status),
+                &tail,
+            )))
+        }
+    }
+}
+
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+fn archive_directory(dir: &Path, out: &mut dyn Write) -> io::Result<()> {
+    let mut builder = tar::Builder::new(out);
+    // Symlinks are stored as links; following them could leave the tree or loop.
+    builder.follow_symlinks(false);
+    builder.mode(tar::HeaderMode::Complete);
+    builder.append_dir_all(".", dir)?;
+    builder.into_inner()?.flush()
+}
+
+fn run_command(command: &str, out: &mut dyn Write) -> Result<(), String> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the command: {e}"))?;
+    let stderr = collect_tail(child.stderr.take().expect("stderr is piped"));
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let copied = io::copy(&mut stdout, out);
+    drop(stdout);
+    if copied.is_err() {
+        // The pipeline stopped: do not leave the command running or a zombie behind.
+        let _ = child.kill();
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("cannot wait for the command: {e}"))?;
+    let tail = stderr.join().unwrap_or_default();
+    copied.map_err(|e| format!("reading the command's output: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(failure_message("the command", &status_text(status), &tail))
+    }
+}
+
+/// Reads a stream to its end on a thread of its own, keeping its last [`STDERR_TAIL`] bytes.
+pub fn collect_tail<R: Read + Send + 'static>(mut stream: R) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut tail = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            tail.extend_from_slice(&buf[..n]);
+            if tail.len() > 2 * STDERR_TAIL {
+                tail.drain(..tail.len() - STDERR_TAIL);
+            }
+        }
+        tail
+    })
+}
+
+fn status_text(status: std::process::ExitStatus) -> String {
+    match status.code() {
+        Some(code) => format!("exit status {code}"),
+        None => status.to_string(),
+    }
+}
+
+/// `WHAT failed (STATUS): STDERR-TAIL`, the shape of every command failure message.
+pub fn failure_message(what: &str, status: &str, stderr: &[u8]) -> String {
+    let tail = String::from_utf8_lossy(&stderr[stderr.len().saturating_sub(STDERR_TAIL)..])
+        .trim()
+        .to_string();
+    if tail.is_empty() {
+        format!("{what} failed ({status})")
+    } else {
+        format!("{what} failed ({status}): {tail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_command_reports_its_status_and_stderr() {
+        let origin =
+            SourceOrigin::Command("echo partial; echo 'connection refused' >&2; exit 3".into());
+        let mut out = Vec::new();
+        let err = LocalHost
+            .read_source(&origin, SourceKind::Command, &mut out)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "the command failed (exit status 3): connection refused"
+        );
+        assert_eq!(out, b"partial\n");
+    }
+
+    #[test]
+    fn pipe_to_kills_the_command_when_the_input_fails() {
+        struct Failing(usize);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "corrupt"));
+                }
+                self.0 -= 1;
+                buf[0] = b'x';
+                Ok(1)
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("saw-eof");
+        // The command records whether it ever saw the end of its input.
+        let command = format!("cat > /dev/null && touch '{}'", marker.display());
+        let err = LocalHost.pipe_to(&command, &mut Failing(10)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(!marker.exists(), "the command saw a clean end of input");
+
+        LocalHost.pipe_to(&command, &mut &b"ok"[..]).unwrap();
+        assert!(marker.exists());
+        let err = LocalHost
+            .pipe_to("cat >/dev/null; echo nope >&2; exit 4", &mut &b"x"[..])
+            .unwrap_err();
+        assert_eq!(err.to_string(), "the command failed (exit status 4): nope");
+    }
+
+    #[test]
+    fn a_restore_is_staged_then_committed_or_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("new-target");
+        let staging = LocalHost.prepare_restore(&target, &["a"]).unwrap();
+        assert!(staging.created_target && staging.dir.starts_with(&target));
+        LocalHost
+            .write_restored(SourceKind::File, &staging.dir.join("a"), &mut &b"data"[..])
+            .unwrap();
+        LocalHost.discard_restore(&staging);
+        assert!(!target.exists());
+
+        let staging = LocalHost.prepare_restore(&target, &["a"]).unwrap();
+        LocalHost
+            .write_restored(SourceKind::File, &staging.dir.join("a"), &mut &b"data"[..])
+            .unwrap();
+        LocalHost.commit_restore(&staging, &["a"]).unwrap();
+        assert_eq!(std::fs::read(target.join("a")).unwrap(), b"data");
+        assert_eq!(std::fs::read_dir(&target).unwrap().count(), 1);
+
+        let err = LocalHost.prepare_restore(&target, &["a"]).unwrap_err();
+        assert!(err.contains("already exists"), "{err}");
+    }
+}
