@@ -201,12 +201,13 @@ pub fn validate_name(what: &'static str, name: &str) -> Result<()> {
     }
 }
 
-/// A new snapshot id: the UTC start time (so ids sort by time) and 32 random bits (so two
-/// backups in the same second do not collide), e.g. `20261129T101500Z-1a2b3c4d`.
+/// A new snapshot id: the UTC start time to the millisecond (so ids sort by time, also for
+/// backups made in the same second) and 32 random bits (so two hosts backing up the same stack
+/// at the same moment do not collide), e.g. `20261129T101500.123Z-1a2b3c4d`.
 pub fn new_snapshot_id(time: jiff::Timestamp) -> String {
     format!(
         "{}-{:08x}",
-        time.strftime("%Y%m%dT%H%M%SZ"),
+        time.strftime("%Y%m%dT%H%M%S%.3fZ"),
         rand::random::<u32>()
     )
 }
@@ -214,13 +215,15 @@ pub fn new_snapshot_id(time: jiff::Timestamp) -> String {
 /// True if `id` has the shape [`new_snapshot_id`] gives.
 pub fn is_snapshot_id(id: &str) -> bool {
     let bytes = id.as_bytes();
-    bytes.len() == 25
+    bytes.len() == 29
         && bytes[8] == b'T'
-        && bytes[15] == b'Z'
-        && bytes[16] == b'-'
+        && bytes[15] == b'.'
+        && bytes[19] == b'Z'
+        && bytes[20] == b'-'
         && bytes[..8].iter().all(u8::is_ascii_digit)
         && bytes[9..15].iter().all(u8::is_ascii_digit)
-        && bytes[17..].iter().all(|b| b.is_ascii_hexdigit())
+        && bytes[16..19].iter().all(u8::is_ascii_digit)
+        && bytes[21..].iter().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]
@@ -231,10 +234,12 @@ mod tests {
     fn snapshot_ids_sort_by_time_and_are_recognised() {
         let early = new_snapshot_id("2026-01-02T03:04:05Z".parse().unwrap());
         let late = new_snapshot_id("2026-11-02T03:04:05Z".parse().unwrap());
-        assert!(early.starts_with("20260102T030405Z-"), "{early}");
+        assert!(early.starts_with("20260102T030405.000Z-"), "{early}");
+        let same_second = new_snapshot_id("2026-01-02T03:04:05.5Z".parse().unwrap());
+        assert!(early < same_second, "{early} {same_second}");
         assert!(early < late);
         assert!(is_snapshot_id(&early));
-        assert!(!is_snapshot_id("20260102T030405Z"));
+        assert!(!is_snapshot_id("20260102T030405.000Z"));
         assert!(!is_snapshot_id("../../etc/passwd-aaaaaaaa"));
     }
 
@@ -255,7 +260,7 @@ mod tests {
             format: MANIFEST_FORMAT,
             tool: "drp test".into(),
             stack: "acme".into(),
-            snapshot: "20260102T030405Z-0000abcd".into(),
+            snapshot: "20260102T030405.000Z-0000abcd".into(),
             time: jiff::Timestamp::UNIX_EPOCH,
             finished: jiff::Timestamp::UNIX_EPOCH,
             hostname: "h".into(),
@@ -264,7 +269,7 @@ mod tests {
             sources: vec![SourceRecord {
                 name: "db".into(),
                 kind: SourceKind::Command,
-                object: layout.object("20260102T030405Z-0000abcd", "db", SourceKind::Command),
+                object: layout.object("20260102T030405.000Z-0000abcd", "db", SourceKind::Command),
                 plain_bytes: 1,
                 stored_bytes: 2,
                 sha256: "00".into(),
@@ -275,10 +280,10 @@ mod tests {
     #[test]
     fn a_manifest_copied_to_another_stack_or_snapshot_is_refused() {
         let bytes = serde_json::to_vec(&manifest()).unwrap();
-        Manifest::parse(&bytes, "acme", "20260102T030405Z-0000abcd").unwrap();
-        let err = Manifest::parse(&bytes, "other", "20260102T030405Z-0000abcd").unwrap_err();
+        Manifest::parse(&bytes, "acme", "20260102T030405.000Z-0000abcd").unwrap();
+        let err = Manifest::parse(&bytes, "other", "20260102T030405.000Z-0000abcd").unwrap_err();
         assert!(err.to_string().contains("it describes stack acme"), "{err}");
-        let err = Manifest::parse(&bytes, "acme", "20270102T030405Z-0000abcd").unwrap_err();
+        let err = Manifest::parse(&bytes, "acme", "20270102T030405.000Z-0000abcd").unwrap_err();
         assert!(err.is_integrity_failure());
     }
 

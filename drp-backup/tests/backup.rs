@@ -500,7 +500,7 @@ async fn snapshots_are_listed_newest_first_and_selected_by_id_prefix() {
     assert_eq!(ids, expected);
 
     let mut options = f.restore_options("acme", &f.path("t"));
-    options.snapshot = SnapshotSelector::Id(first.snapshot[..22].to_string());
+    options.snapshot = SnapshotSelector::Id(first.snapshot[..24].to_string());
     let report = f.repo("acme").restore(options).await.unwrap();
     assert_eq!(report.snapshot, first.snapshot);
     assert_eq!(fs::read(f.path("t/v")).unwrap(), b"1\n");
@@ -533,7 +533,7 @@ async fn prune_removes_what_no_rule_keeps_and_interrupted_backups() {
         );
     }
     // An interrupted backup: data but no manifest.
-    let orphan = "20200101T000000Z-deadbeef";
+    let orphan = "20200101T000000.000Z-deadbeef";
     f.store
         .put(
             &format!("acme/data/{orphan}/v.zst.pgp"),

@@ -74,13 +74,13 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
                 return Ok(());
             }
             println!(
-                "{:<26} {:<20} {:>10} {:>10} {:<6} SOURCES",
+                "{:<30} {:<20} {:>10} {:>10} {:<6} SOURCES",
                 "SNAPSHOT", "TIME (UTC)", "PLAIN", "STORED", "SIGNED"
             );
             for entry in snapshots {
                 let m = &entry.manifest;
                 println!(
-                    "{:<26} {:<20} {:>10} {:>10} {:<6} {}",
+                    "{:<30} {:<20} {:>10} {:>10} {:<6} {}",
                     m.snapshot,
                     m.time.strftime("%Y-%m-%d %H:%M:%S"),
                     human_bytes(m.plain_bytes()),
