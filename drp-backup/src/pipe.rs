@@ -94,6 +94,31 @@ impl PipeReader {
     }
 }
 
+impl PipeReader {
+    /// The next chunk as it arrived (what `read` has not yet returned of it), without copying;
+    /// `None` at the end of data.
+    pub(crate) fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        if !self.current.is_empty() {
+            return Ok(Some(std::mem::take(&mut self.current)));
+        }
+        match self.rx.blocking_recv() {
+            Some(chunk) => chunk.map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Copies a pipe into a writer chunk by chunk: no intermediate buffer, and large writes (the
+/// compressor and the cipher work best on whole chunks rather than `io::copy`'s 8 KiB).
+pub(crate) fn pump(from: &mut PipeReader, to: &mut dyn Write) -> io::Result<u64> {
+    let mut total = 0;
+    while let Some(chunk) = from.next_chunk()? {
+        to.write_all(&chunk)?;
+        total += chunk.len() as u64;
+    }
+    Ok(total)
+}
+
 impl Read for PipeReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.current.is_empty() {
@@ -163,6 +188,24 @@ mod tests {
         let err = reader.read_to_end(&mut back).unwrap_err();
         assert_eq!(err.to_string(), "hash mismatch");
         assert_eq!(back, b"abc");
+    }
+
+    #[test]
+    fn pump_moves_whole_chunks_after_a_partial_read() {
+        let (mut writer, mut reader) = pipe();
+        let producer = std::thread::spawn(move || {
+            writer.write_all(&vec![5u8; CHUNK_SIZE + 10]).unwrap();
+            writer.finish().unwrap();
+        });
+        let mut first = [0u8; 3];
+        reader.read_exact(&mut first).unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(
+            pump(&mut reader, &mut rest).unwrap(),
+            (CHUNK_SIZE + 7) as u64
+        );
+        producer.join().unwrap();
+        assert!(rest.iter().all(|&b| b == 5));
     }
 
     #[test]

@@ -46,7 +46,6 @@ pub(crate) struct SeipdWriter {
     literal_started: bool,
     /// SEIPD body not yet framed: ciphertext (and the leading version byte).
     body: Vec<u8>,
-    scratch: Vec<u8>,
 }
 
 impl fmt::Debug for SeipdWriter {
@@ -76,7 +75,6 @@ impl SeipdWriter {
             literal: Vec::with_capacity(2 * CHUNK),
             literal_started: false,
             body: Vec::with_capacity(2 * CHUNK),
-            scratch: Vec::with_capacity(2 * CHUNK + 16),
         };
         writer.body.push(1); // SEIPD version
         let mut prefix = [0u8; 18];
@@ -95,12 +93,15 @@ impl SeipdWriter {
     }
 
     fn encrypt(&mut self, data: &[u8]) -> io::Result<()> {
-        self.scratch.resize(data.len() + 16, 0);
+        // Straight into the body: CFB output is as long as its input (OpenSSL wants one block
+        // of slack).
+        let start = self.body.len();
+        self.body.resize(start + data.len() + 16, 0);
         let n = self
             .crypter
-            .update(data, &mut self.scratch)
+            .update(data, &mut self.body[start..])
             .map_err(io::Error::other)?;
-        self.body.extend_from_slice(&self.scratch[..n]);
+        self.body.truncate(start + n);
         // Only chunks known not to be the last go out: the last needs a definite length.
         emit_partial_chunks(&mut self.sink, &mut self.body)
     }
