@@ -232,17 +232,29 @@ impl Repository {
             });
         }
         let mut names = BTreeSet::new();
-        let mut planned = Vec::with_capacity(sources.len());
-        for spec in sources {
+        for spec in &sources {
             if !names.insert(spec.name.clone()) {
                 return Err(Error::InvalidSourceSpec {
                     spec: spec.to_string(),
                     reason: format!("source name {:?} is given twice", spec.name),
                 });
             }
-            let kind = spec.kind(host.as_ref(), &self.stack)?;
-            planned.push((spec, kind));
         }
+        // Every source is checked before anything is uploaded (host methods block).
+        let planned = {
+            let (host, stack) = (host.clone(), self.stack.clone());
+            spawn_blocking(move || {
+                sources
+                    .into_iter()
+                    .map(|spec| {
+                        let kind = spec.kind(host.as_ref(), &stack)?;
+                        Ok((spec, kind))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .await
+            .expect("checking sources does not panic")?
+        };
 
         let time = jiff::Timestamp::now();
         let snapshot = new_snapshot_id(time);

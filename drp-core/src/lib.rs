@@ -1,10 +1,28 @@
 //! drp-core: where drp's capabilities meet, and the one library both frontends (the `drp` CLI
 //! and the Python package) call.
 //!
-//! For now it exposes the backup capability ([`backup`]); recovery plans, the executor, drills
-//! and reports join it as they land. Anything both frontends need lives here, never in them.
+//! For now it exposes the backup capability ([`backup`]), provisioning ([`provision`]) and
+//! their composition: backups and restores on remote hosts ([`remote`]). Recovery plans, the
+//! executor, drills and reports join them as they land. Anything both frontends need lives
+//! here, never in them.
+
+pub mod remote;
 
 pub use drp_backup as backup;
+pub use drp_provision as provision;
+
+use std::sync::Arc;
+
+/// The host a backup reads from or a restore writes to: this machine, or one reached over SSH
+/// (connected on first use, with strict host-key checking unless the options say otherwise).
+pub fn host(ssh: Option<provision::SshOptions>) -> Arc<dyn backup::Host> {
+    match ssh {
+        None => Arc::new(backup::LocalHost),
+        Some(options) => Arc::new(remote::TransportHost::new(Arc::new(
+            provision::SshTransport::new(options),
+        ))),
+    }
+}
 
 /// Exit status conventions shared by the frontends.
 pub mod exit {
