@@ -9,7 +9,7 @@ use drp_core::backup::{
 };
 use serde::Serialize;
 
-use crate::cli::{BackupCommand, KeyArgs, PassphraseArgs, StackArgs};
+use crate::cli::{BackupCommand, HostArgs, KeyArgs, PassphraseArgs, StackArgs};
 use crate::output::{CommandError, human_bytes, print_json};
 
 pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
@@ -23,6 +23,7 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
             parallel,
             compression_level,
             json,
+            host,
             sources,
         } => {
             let repo = open(&stack)?;
@@ -39,6 +40,7 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
                 options.parallelism = n;
             }
             options.compression_level = compression_level;
+            options.host = host.resolve()?;
             let manifest = repo.create(options).await?;
             if json {
                 print_json(&SnapshotJson::from(&manifest));
@@ -102,6 +104,7 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
             sources,
             to,
             pipe_to,
+            host,
             json,
         } => {
             let repo = open(&stack)?;
@@ -115,6 +118,7 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
             options.snapshot = selector(&snapshot);
             options.sources = sources;
             options.trust = trust;
+            options.host = host.resolve()?;
             let report = repo.restore(options).await?;
             if json {
                 print_json(&report);
@@ -314,4 +318,29 @@ struct VerifyJson {
     ok: bool,
     error: Option<String>,
     verified_signer: Option<String>,
+}
+
+impl HostArgs {
+    /// This machine, or the SSH host the flags describe.
+    fn resolve(&self) -> Result<Arc<dyn drp_core::backup::Host>, CommandError> {
+        use drp_core::provision::{PassphraseSource, SshOptions};
+        let Some(target) = &self.host else {
+            return Ok(drp_core::host(None));
+        };
+        let mut options = SshOptions::from_target(target)
+            .with_host_key_checking(self.host_key_checking)
+            .with_connect_timeout(std::time::Duration::from_secs(self.connect_timeout));
+        if let Some(key) = &self.ssh_key {
+            options = options.with_identity_file(key);
+        }
+        if let Some(var) = &self.ssh_passphrase_env {
+            options = options.with_passphrase(PassphraseSource::Env(var.clone()));
+        } else if let Some(file) = &self.ssh_passphrase_file {
+            options = options.with_passphrase(PassphraseSource::File(file.clone()));
+        }
+        if let Some(known_hosts) = &self.known_hosts {
+            options = options.with_known_hosts(known_hosts);
+        }
+        Ok(drp_core::host(Some(options)))
+    }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use drp_core::backup::SourceSpec;
+use drp_core::provision::{HostKeyChecking, SshTarget};
 
 const AFTER_HELP: &str = "\
 Exit status: 0 success; 1 failure; 2 usage error; 3 integrity failure (stored data or a \
@@ -125,6 +126,8 @@ Example:
         /// Print one JSON object (snapshot, time, sources) instead of the id.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        host: HostArgs,
         /// NAME=PATH or NAME=cmd:COMMAND.
         #[arg(value_name = "SOURCE", required = true, value_parser = parse_source)]
         sources: Vec<SourceSpec>,
@@ -161,6 +164,8 @@ Example:
         /// before it sees the end of its input.
         #[arg(long, value_name = "COMMAND")]
         pipe_to: Option<String>,
+        #[command(flatten)]
+        host: HostArgs,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -207,6 +212,39 @@ Example:
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The machine a backup reads from or a restore writes to, when it is not this one.
+#[derive(Debug, Args, Clone, Default)]
+pub struct HostArgs {
+    /// Run on this host over SSH instead of locally: sources are read there (create), data is
+    /// restored or piped there (restore). Streamed end to end; no temporary copy on either side.
+    #[arg(long, value_name = "[USER@]HOST[:PORT]")]
+    pub host: Option<SshTarget>,
+    /// Private key for --host (default: the keys of ssh-agent).
+    #[arg(long, value_name = "FILE", requires = "host")]
+    pub ssh_key: Option<PathBuf>,
+    /// Environment variable holding the --ssh-key passphrase.
+    #[arg(
+        long,
+        value_name = "VAR",
+        requires = "ssh_key",
+        conflicts_with = "ssh_passphrase_file"
+    )]
+    pub ssh_passphrase_env: Option<String>,
+    /// File holding the --ssh-key passphrase.
+    #[arg(long, value_name = "FILE", requires = "ssh_key")]
+    pub ssh_passphrase_file: Option<PathBuf>,
+    /// known_hosts file that --host's key is checked against (default ~/.ssh/known_hosts).
+    #[arg(long, value_name = "FILE", requires = "host")]
+    pub known_hosts: Option<PathBuf>,
+    /// strict (default): refuse unknown and changed host keys; accept-new: record unknown
+    /// keys, refuse changed ones; off: check nothing (only for throwaway hosts).
+    #[arg(long, value_name = "MODE", default_value = "strict", requires = "host")]
+    pub host_key_checking: HostKeyChecking,
+    /// Seconds to connect, and then to complete the SSH handshake and authentication.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, requires = "host")]
+    pub connect_timeout: u64,
 }
 
 /// Keys that open (and signers that vouch for) a stack's backups.

@@ -4,6 +4,9 @@
 #[path = "../../drp-backup/tests/support/mod.rs"]
 mod support;
 
+#[path = "../../drp-provision/tests/support/sshd.rs"]
+mod sshd;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -665,5 +668,93 @@ fn memory_stays_bounded_for_a_large_source() {
     assert!(
         max_rss_kib < 64 * 1024,
         "peak RSS {max_rss_kib} KiB for a 256 MiB source"
+    );
+}
+
+#[test]
+fn host_flags_back_up_over_ssh_and_restore_onto_another_host() {
+    let (a, b) = (sshd::Sshd::start(), sshd::Sshd::start());
+    let env = Env::new();
+    env.keys(&["acme"]);
+    let src = env.sample();
+    let ssh = |server: &sshd::Sshd| -> Vec<String> {
+        vec![
+            "--host".into(),
+            format!("{}@127.0.0.1:{}", server.user(), server.port()),
+            "--ssh-key".into(),
+            server.client_key().display().to_string(),
+            "--known-hosts".into(),
+            server.known_hosts().display().to_string(),
+        ]
+    };
+    let store = env.store();
+    let mut args: Vec<String> = [
+        "backup",
+        "create",
+        "--store",
+        &store,
+        "--stack",
+        "acme",
+        "--recipient",
+        "keys/acme.pub.asc",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(ssh(&a));
+    args.push(format!("files={}", src.display()));
+    args.push("db=cmd:printf 'remote dump\\n'".into());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    env.ok(&argv);
+
+    let target = env.path("on-host-b");
+    let mut args: Vec<String> = [
+        "backup",
+        "restore",
+        "--store",
+        &store,
+        "--stack",
+        "acme",
+        "--key",
+        "keys/acme.sec.asc",
+        "--to",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push(target.display().to_string());
+    args.extend(ssh(&b));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    env.ok(&argv);
+    diff_trees(&src, &target.join("files"));
+    assert_eq!(fs::read(target.join("db")).unwrap(), b"remote dump\n");
+
+    // An unknown host key is refused, with its fingerprint.
+    let empty = env.path("empty_known_hosts");
+    fs::write(&empty, "").unwrap();
+    let mut args: Vec<String> = [
+        "backup",
+        "restore",
+        "--store",
+        &store,
+        "--stack",
+        "acme",
+        "--key",
+        "keys/acme.sec.asc",
+        "--source",
+        "db",
+        "--pipe-to",
+        "cat",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(ssh(&b));
+    let at = args.len() - 1;
+    args[at] = empty.display().to_string();
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = env.drp(&argv).output().unwrap();
+    assert_eq!(status(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&b.host_key_fingerprint()),
+        "{}",
+        stderr(&out)
     );
 }
