@@ -33,7 +33,7 @@ pub enum Command {
     Keys(KeysCommand),
     /// Create, list, restore, verify and prune encrypted backups.
     #[command(subcommand)]
-    Backup(BackupCommand),
+    Backup(Box<BackupCommand>),
 }
 
 #[derive(Debug, Subcommand)]

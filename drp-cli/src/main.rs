@@ -30,7 +30,7 @@ fn run(command: cli::Command) -> Result<(), output::CommandError> {
     runtime.block_on(async {
         match command {
             cli::Command::Keys(command) => keys::run(command),
-            cli::Command::Backup(command) => backup::run(command).await,
+            cli::Command::Backup(command) => backup::run(*command).await,
         }
     })
 }

@@ -61,6 +61,11 @@ pub fn fingerprint(pub_key: &Path) -> String {
         .to_string()
 }
 
+/// The user running the tests (`id -un`), as which the servers are logged in to.
+pub fn current_user() -> String {
+    run(Command::new("id").arg("-un")).trim().to_string()
+}
+
 fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
@@ -80,7 +85,7 @@ impl Sshd {
         keygen(&d.join("hostkey"), "");
         keygen(&d.join("id"), "");
         fs::copy(d.join("id.pub"), d.join("authorized_keys")).expect("authorized_keys");
-        let user = run(Command::new("id").arg("-un")).trim().to_string();
+        let user = current_user();
 
         let mut last_log = String::new();
         for _attempt in 0..5 {
