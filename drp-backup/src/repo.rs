@@ -442,22 +442,23 @@ impl Repository {
     /// Every snapshot of the stack, newest first.
     pub async fn snapshots(&self) -> Result<Vec<SnapshotEntry>> {
         let objects = self.store.list(&self.layout.snapshots_prefix()).await?;
-        let signatures: BTreeSet<&str> = objects
+        let signed: BTreeSet<&str> = objects
             .iter()
-            .filter_map(|o| o.key.strip_suffix(".json.sig"))
+            .filter_map(|o| snapshot_of_signature_key(&o.key))
             .collect();
         let mut ids: Vec<&str> = objects
             .iter()
             .filter_map(|o| snapshot_of_manifest_key(&o.key))
             .collect();
         ids.sort_unstable_by(|a, b| b.cmp(a));
-        let signatures = &signatures;
+        let signed = &signed;
         stream::iter(ids)
             .map(|id| async move {
                 let manifest = self.load_manifest(id, None).await?;
-                let signed =
-                    signatures.contains(self.layout.manifest(id).trim_end_matches(".json"));
-                Ok(SnapshotEntry { manifest, signed })
+                Ok(SnapshotEntry {
+                    manifest,
+                    signed: signed.contains(id),
+                })
             })
             .buffered(8)
             .try_collect()
@@ -934,14 +935,18 @@ fn snapshot_of_manifest_key(key: &str) -> Option<&str> {
     is_snapshot_id(id).then_some(id)
 }
 
+/// `STACK/snapshots/ID.json.sig` → `ID`.
+fn snapshot_of_signature_key(key: &str) -> Option<&str> {
+    let id = key.rsplit_once('/')?.1.strip_suffix(".json.sig")?;
+    is_snapshot_id(id).then_some(id)
+}
+
 /// `STACK/data/ID/...` or `STACK/snapshots/ID.json.sig` → `ID`.
 fn snapshot_of_object_key<'k>(layout: &Layout, key: &'k str) -> Option<&'k str> {
-    let id = if let Some(rest) = key.strip_prefix(&format!("{}/", layout.data_prefix())) {
-        rest.split('/').next()?
-    } else {
-        key.rsplit_once('/')?.1.strip_suffix(".json.sig")?
-    };
-    is_snapshot_id(id).then_some(id)
+    match key.strip_prefix(&format!("{}/", layout.data_prefix())) {
+        Some(rest) => rest.split('/').next().filter(|id| is_snapshot_id(id)),
+        None => snapshot_of_signature_key(key),
+    }
 }
 
 fn hostname() -> String {
