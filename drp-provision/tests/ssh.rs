@@ -38,24 +38,26 @@ async fn ssh_transport_conformance() {
 async fn concurrent_commands_share_one_connection() {
     let server = Sshd::start();
     let t = SshTransport::new(options(&server)); // connects on first use
+    // Each command checks in, then waits (up to 20 s) until all 8 have: run one after
+    // another, the first would give up and print nothing.
+    let barrier = tempfile::tempdir().unwrap();
+    let b = barrier.path().display().to_string();
     let runs = (0..8).map(|i| {
         let t = &t;
-        async move {
-            t.run(&format!("sleep 0.2; echo {i}"))
-                .await
-                .unwrap()
-                .stdout_str()
-        }
+        let script = format!(
+            "touch {b}/{i}; for n in $(seq 1 200); do [ $(ls {b} | wc -l) -ge 8 ] && break; \
+             sleep 0.1; done; [ $(ls {b} | wc -l) -ge 8 ] && echo {i}"
+        );
+        async move { t.run(&script).await.unwrap().stdout_str() }
     });
-    let started = Instant::now();
     let outputs = futures_join_all(runs).await;
     for (i, out) in outputs.iter().enumerate() {
-        assert_eq!(out, &format!("{i}\n"));
+        assert_eq!(
+            out,
+            &format!("{i}\n"),
+            "command {i} did not run alongside the others"
+        );
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "commands ran one after another"
-    );
     let log = server.log();
     assert_eq!(
         log.matches("Accepted publickey").count(),
