@@ -80,8 +80,9 @@ impl CreateOptions {
     }
 }
 
-/// Bytes per zstd job: each worker holds about two jobs (input and output) in memory, so
-/// small jobs keep a backup within its memory budget; 1 MiB costs under 1% of ratio.
+/// Bytes per zstd job: zstd keeps about seven jobs' worth of buffers, so small jobs keep a
+/// backup within its memory budget even when the store is slower than the compressor. 2 MiB
+/// measured 5% faster on a tree of text but peaked at 67 MiB with a slow consumer.
 const ZSTD_JOB_SIZE: u32 = 1 << 20;
 
 fn compression_workers() -> u32 {

@@ -19,13 +19,17 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use url::Url;
 
-/// Size of one part of a streamed upload. S3 requires at least 5 MiB for every part but the
-/// last; larger parts would only cost memory.
+/// Size of one part of a streamed upload to a cloud store. S3 requires at least 5 MiB for
+/// every part but the last; larger parts would only cost memory.
 pub const UPLOAD_PART_SIZE: usize = 5 * 1024 * 1024;
 
+/// Size of one part of a streamed write to the local filesystem, which has no minimum: small
+/// parts leave the memory to the compressor.
+const LOCAL_PART_SIZE: usize = 1024 * 1024;
+
 /// Parts of one upload in flight at once. One part travels while the next is produced, which
-/// keeps the network busy; memory per upload is `(1 + this) * UPLOAD_PART_SIZE`, and several
-/// sources upload at once, so this stays at one (peak RSS goal: 64 MiB for a backup).
+/// keeps the network busy; memory per upload is `(1 + this)` parts, and several sources
+/// upload at once, so this stays at one (peak RSS goal: 64 MiB for a backup).
 const UPLOAD_PARTS_IN_FLIGHT: usize = 1;
 
 /// Errors from a [`BackupStore`].
@@ -179,9 +183,14 @@ where
             )));
         }
     };
+    let part_size = match parsed.scheme() {
+        "file" | "memory" => LOCAL_PART_SIZE,
+        _ => UPLOAD_PART_SIZE,
+    };
     Ok(Arc::new(ObjectBackupStore {
         inner,
         url: url.trim_end_matches('/').to_string(),
+        part_size,
     }))
 }
 
@@ -190,14 +199,17 @@ where
 pub struct ObjectBackupStore {
     inner: Arc<dyn ObjectStore>,
     url: String,
+    part_size: usize,
 }
 
 impl ObjectBackupStore {
-    /// Wraps an object_store backend; `url` is only used in messages.
+    /// Wraps an object_store backend; `url` is only used in messages. Streamed uploads go in
+    /// parts of [`UPLOAD_PART_SIZE`], which every cloud store accepts.
     pub fn new(inner: Arc<dyn ObjectStore>, url: impl Into<String>) -> Self {
         Self {
             inner,
             url: url.into(),
+            part_size: UPLOAD_PART_SIZE,
         }
     }
 
@@ -265,7 +277,7 @@ impl BackupStore for ObjectBackupStore {
         Ok(Box::new(ObjectUpload {
             store: self.clone(),
             key: key.to_string(),
-            writer: WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART_SIZE),
+            writer: WriteMultipart::new_with_chunk_size(upload, self.part_size),
         }))
     }
 
