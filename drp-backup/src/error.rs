@@ -63,6 +63,16 @@ pub enum Error {
         source_name: String,
         reason: String,
     },
+    /// A restore into a command was asked for several sources (a command has one input).
+    #[error(
+        "stack {stack}, snapshot {snapshot}: a command takes exactly one source; pick one of \
+         {available} with --source"
+    )]
+    OneSourceForCommand {
+        stack: String,
+        snapshot: String,
+        available: String,
+    },
     /// The restore target cannot be used; nothing was written.
     #[error("restore target {}: {reason}", path.display())]
     Target { path: PathBuf, reason: String },

@@ -24,7 +24,7 @@ use crate::manifest::{
 use crate::pipe::{Chunk, CountingWriter, PIPE_DEPTH, PipeReader, PipeWriter, pipe, pump};
 use crate::retention::{RetentionDecision, RetentionPolicy};
 use crate::source::SourceSpec;
-use crate::store::{BackupStore, BackupStoreExt, StoreError};
+use crate::store::{BackupStore, BackupStoreExt, ObjectInfo, StoreError};
 
 /// zstd level of backups: zstd's default, the best speed/ratio trade-off for mixed data.
 pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
@@ -450,6 +450,11 @@ impl Repository {
     /// Every snapshot of the stack, newest first.
     pub async fn snapshots(&self) -> Result<Vec<SnapshotEntry>> {
         let objects = self.store.list(&self.layout.snapshots_prefix()).await?;
+        self.snapshots_listed(&objects).await
+    }
+
+    /// The snapshots among `objects`, a listing of the snapshots prefix, newest first.
+    async fn snapshots_listed(&self, objects: &[ObjectInfo]) -> Result<Vec<SnapshotEntry>> {
         let signed: BTreeSet<&str> = objects
             .iter()
             .filter_map(|o| snapshot_of_signature_key(&o.key))
@@ -582,17 +587,15 @@ impl Repository {
         let sources = match destination {
             RestoreDestination::Command(command) => {
                 let [record] = records.as_slice() else {
-                    return Err(Error::Target {
-                        path: PathBuf::from("--pipe-to"),
-                        reason: format!(
-                            "a command takes exactly one source; pick one of {} with --source",
-                            manifest
-                                .sources
-                                .iter()
-                                .map(|s| s.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
+                    return Err(Error::OneSourceForCommand {
+                        stack: self.stack.clone(),
+                        snapshot: manifest.snapshot.clone(),
+                        available: manifest
+                            .sources
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
                     });
                 };
                 let sink = Sink::Command { host, command };
@@ -870,7 +873,8 @@ impl Repository {
         orphan_grace: jiff::SignedDuration,
         dry_run: bool,
     ) -> Result<PruneReport> {
-        let entries = self.snapshots().await?;
+        let snapshot_objects = self.store.list(&self.layout.snapshots_prefix()).await?;
+        let entries = self.snapshots_listed(&snapshot_objects).await?;
         let times: Vec<(String, jiff::Timestamp)> = entries
             .iter()
             .map(|e| (e.manifest.snapshot.clone(), e.manifest.time))
@@ -878,8 +882,7 @@ impl Repository {
         let decisions = policy.apply(&times)?;
 
         let data = self.store.list(&self.layout.data_prefix()).await?;
-        let snapshot_objects = self.store.list(&self.layout.snapshots_prefix()).await?;
-        let mut by_snapshot: BTreeMap<String, Vec<crate::store::ObjectInfo>> = BTreeMap::new();
+        let mut by_snapshot: BTreeMap<String, Vec<ObjectInfo>> = BTreeMap::new();
         for object in data.into_iter().chain(
             snapshot_objects
                 .iter()
