@@ -1,11 +1,14 @@
 //! drp-core: where drp's capabilities meet, and the one library both frontends (the `drp` CLI
 //! and the Python package) call.
 //!
-//! For now it exposes the backup capability ([`backup`]), provisioning ([`provision`]) and
-//! their composition: backups and restores on remote hosts ([`remote`]). Recovery plans, the
-//! executor, drills and reports join them as they land. Anything both frontends need lives
-//! here, never in them.
+//! It exposes the backup capability ([`backup`]), provisioning ([`provision`]) and their
+//! composition: backups and restores on remote hosts ([`remote`]); recovery plans ([`plan`]:
+//! the file format, its validation, the runbook) and the [`executor`] that runs them
+//! (ordering, parallelism, retries, journal, resume, lock). Drills and reports join them as
+//! they land. Anything both frontends need lives here, never in them.
 
+pub mod executor;
+pub mod plan;
 pub mod remote;
 
 pub use drp_backup as backup;

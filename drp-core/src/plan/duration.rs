@@ -1,0 +1,142 @@
+//! Durations as people write them in a plan: `500ms`, `30s`, `15m`, `24h`, `7d`, `1h30m`.
+//!
+//! The grammar is the one drp-monitor uses for probe intervals and conditions, so a plan reads
+//! the same everywhere. (Once drp-monitor exports its parser, this module defers to it.)
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A duration that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {text:?}: {reason} (write e.g. 500ms, 30s, 15m, 24h, 7d or 1h30m)")]
+pub struct DurationError {
+    text: String,
+    reason: &'static str,
+}
+
+/// Reads `500ms`, `30s`, `15m`, `24h`, `7d`, or a sum of them such as `1h30m`. A unit is
+/// required: a bare number is ambiguous in a config file.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let error = |reason| DurationError {
+        text: text.to_owned(),
+        reason,
+    };
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(error("it is empty"));
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(|| error("a number needs a unit"))?;
+        if digits == 0 {
+            return Err(error("expected a number"));
+        }
+        let number: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| error("expected a number"))?;
+        let unit_end = rest[digits..]
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .map_or(rest.len(), |i| digits + i);
+        let seconds_per_unit = match &rest[digits..unit_end] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => return Err(error("unknown unit")),
+        };
+        total = total
+            .checked_add(
+                Duration::try_from_secs_f64(number * seconds_per_unit)
+                    .map_err(|_| error("out of range"))?,
+            )
+            .ok_or_else(|| error("out of range"))?;
+        rest = &rest[unit_end..];
+    }
+    Ok(total)
+}
+
+/// Writes a duration back in the plan's syntax, largest units first: `1h30m`, `45s`,
+/// `250ms`, `0s`.
+pub fn format_duration(duration: Duration) -> String {
+    FormattedDuration(duration).to_string()
+}
+
+struct FormattedDuration(Duration);
+
+impl fmt::Display for FormattedDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let millis = self.0.as_millis();
+        if millis == 0 {
+            return f.write_str("0s");
+        }
+        let mut rest = millis;
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+            ("ms", 1),
+        ] {
+            if rest >= size {
+                write!(f, "{}{unit}", rest / size)?;
+                rest %= size;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A duration in the plan file (deserialized from its text form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PlanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for PlanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_duration(&text)
+            .map(PlanDuration)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_every_unit_and_sums() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_read() {
+        for (bad, reason) in [
+            ("", "empty"),
+            ("30", "needs a unit"),
+            ("5x", "unknown unit"),
+            ("m", "expected a number"),
+            ("-1s", "expected a number"),
+        ] {
+            let error = parse_duration(bad).unwrap_err().to_string();
+            assert!(error.contains(reason), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn formats_back_into_the_same_syntax() {
+        for text in ["0s", "250ms", "45s", "15m", "1h30m", "2d3h", "1m0s500ms"] {
+            let parsed = parse_duration(text).unwrap();
+            assert_eq!(parse_duration(&format_duration(parsed)), Ok(parsed));
+        }
+        assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+    }
+}

@@ -1,0 +1,1771 @@
+//! Reading a plan: TOML → [`raw`] tables (each on its own, so every mistake is found) →
+//! the [`model`], with every cross-reference checked. Problems are collected, never thrown:
+//! the caller gets all of them at once, each at its position.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use drp_backup::{SourceOrigin, SourceSpec};
+use drp_provision::{HostKeyChecking, SshTarget};
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::model::*;
+use super::problem::{Location, Problem, ProblemKind};
+use super::raw::{self, Text, secret_keys};
+use crate::executor::graph::{DependencyGraph, GraphError};
+
+type Value<'t> = Spanned<DeValue<'t>>;
+
+/// Defaults of `[recovery]`.
+const DEFAULT_PARALLELISM: usize = 4;
+const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+const DEFAULT_RETRIES: u32 = 2;
+const DEFAULT_BACKOFF: Duration = Duration::from_secs(10);
+const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(120);
+const DEFAULT_HEALTHY_WITHIN: Duration = Duration::from_secs(10 * 60);
+/// Defaults of probes and provisioners.
+const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_PROVISIONER_TIMEOUT: Duration = Duration::from_secs(600);
+/// Placeholders that probe fields may use.
+const PLACEHOLDERS: &[&str] = &["host", "stack"];
+
+/// Reads a plan from `text`. `file` names it in problems; relative paths in it are resolved
+/// against `dir`. Returns the plan when there is no error (warnings may come with it).
+pub(crate) fn load(
+    text: &str,
+    file: &Path,
+    dir: &Path,
+    check_files: bool,
+) -> (Option<Plan>, Vec<Problem>) {
+    let mut loader = Loader {
+        file,
+        dir,
+        text,
+        problems: Vec::new(),
+        references: Vec::new(),
+        dependencies: Vec::new(),
+        roles: Vec::new(),
+        env_vars: Vec::new(),
+        declared: BTreeSet::new(),
+    };
+    let plan = loader.plan(check_files);
+    let mut problems = loader.problems;
+    super::problem::sort(&mut problems);
+    let plan = plan.filter(|_| !problems.iter().any(Problem::is_error));
+    (plan, problems)
+}
+
+struct Loader<'t> {
+    file: &'t Path,
+    dir: &'t Path,
+    text: &'t str,
+    problems: Vec<Problem>,
+    /// Names that must exist, checked once everything is read.
+    references: Vec<Reference>,
+    /// (stack, dependency, offset of the `depends_on` entry).
+    dependencies: Vec<(String, String, usize)>,
+    /// (stack, role, offset of `role`).
+    roles: Vec<(String, String, usize)>,
+    /// (variable, offset, what it is for) of every `*_env` reference.
+    env_vars: Vec<(String, usize, String)>,
+    /// (section, name) of everything defined, also what failed to parse: a reference to a
+    /// broken definition is not reported as undefined on top of the breakage.
+    declared: BTreeSet<(String, String)>,
+}
+
+/// The tables as parsed, before they are checked against each other.
+#[derive(Default)]
+struct Tables {
+    name: Option<String>,
+    storage: Option<raw::RawStorage>,
+    customers: Vec<(Text, raw::RawCustomer)>,
+    datacenters: Vec<(Text, raw::RawDatacenter)>,
+    provisioners: Vec<(Text, raw::RawProvisioner)>,
+    hosts: Vec<(Range<usize>, raw::RawHost)>,
+    stacks: Vec<StackTables>,
+    notifiers: Vec<(Text, raw::RawNotifier)>,
+    recovery: Option<raw::RawRecovery>,
+}
+
+struct StackTables {
+    name: Text,
+    stack: raw::RawStack,
+    sources: Vec<(Range<usize>, SourceEntry)>,
+    probes: Vec<raw::RawProbe>,
+}
+
+enum SourceEntry {
+    Short(SourceSpec),
+    Table(raw::RawSource),
+}
+
+impl<'t> Loader<'t> {
+    fn at(&self, offset: usize) -> Location {
+        Location::of_offset(self.text, offset)
+    }
+
+    fn error(&mut self, kind: ProblemKind, offset: Option<usize>, message: impl Into<String>) {
+        let location = offset.map(|o| self.at(o));
+        self.problems
+            .push(Problem::error(self.file, kind, location, message));
+    }
+
+    fn error_at(&mut self, kind: ProblemKind, location: Location, message: impl Into<String>) {
+        self.problems
+            .push(Problem::error(self.file, kind, Some(location), message));
+    }
+
+    /// Reports a serde error of the table `context`, classified by what it says.
+    fn serde_error(&mut self, context: &str, error: &toml::de::Error) {
+        let message = error.message().trim_end();
+        let (kind, message) = if let Some(rest) = message.strip_prefix("unknown field") {
+            (ProblemKind::UnknownKey, format!("unknown key{rest}"))
+        } else if let Some(rest) = message.strip_prefix("missing field") {
+            (ProblemKind::MissingKey, format!("missing key{rest}"))
+        } else {
+            (ProblemKind::InvalidValue, without_raw_names(message))
+        };
+        self.error(
+            kind,
+            Some(error.span().map_or(0, |s| s.start)),
+            format!("{context}: {message}"),
+        );
+    }
+
+    /// Deserializes one table (or value) of the plan; a problem is reported on failure.
+    fn entity<T: Deserialize<'t>>(&mut self, context: &str, value: Value<'t>) -> Option<T> {
+        match T::deserialize(value.into_deserializer()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.serde_error(context, &e);
+                None
+            }
+        }
+    }
+
+    /// Takes the keys of `table` that would be literal secrets out, reporting each.
+    fn take_literal_secrets(&mut self, context: &str, table: &mut DeTable<'t>, keys: &[&str]) {
+        for key in keys {
+            if let Some((k, _)) = table.remove_entry(*key) {
+                self.error(
+                    ProblemKind::LiteralSecret,
+                    Some(k.span().start),
+                    format!(
+                        "{context}: `{key}` would put a secret in the plan; reference it with \
+                         `{key}_env = \"VAR\"` or `{key}_file = \"PATH\"`"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The entries of a `[SECTION.NAME]` collection, checking each name.
+    fn named_tables(&mut self, section: &str, value: Value<'t>) -> Vec<(Text, Value<'t>)> {
+        let span = value.span();
+        let DeValue::Table(table) = value.into_inner() else {
+            self.error(
+                ProblemKind::InvalidValue,
+                Some(span.start),
+                format!("`{section}` must be a table of named tables: [{section}.NAME]"),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (key, value) in table {
+            let name = Spanned::new(key.span(), key.get_ref().to_string());
+            if let Err(reason) = check_name(&name) {
+                self.error(
+                    ProblemKind::InvalidValue,
+                    Some(key.span().start),
+                    format!("invalid name `{}` in [{section}]: {reason}", name.get_ref()),
+                );
+                continue;
+            }
+            if !value.get_ref().is_table() {
+                self.error(
+                    ProblemKind::InvalidValue,
+                    Some(value.span().start),
+                    format!(
+                        "{section}.{}: expected a table, found {}",
+                        name.get_ref(),
+                        value.get_ref().type_str()
+                    ),
+                );
+                continue;
+            }
+            self.declared
+                .insert((section.to_string(), name.get_ref().clone()));
+            out.push((name, value));
+        }
+        out
+    }
+
+    fn plan(&mut self, check_files: bool) -> Option<Plan> {
+        let (root, errors) = DeTable::parse_recoverable(self.text);
+        if !errors.is_empty() {
+            for e in errors {
+                let span = e.span().unwrap_or(0..0);
+                let message = e.message().trim_end();
+                // The parser says "duplicate key" without the key: name it.
+                let (kind, message) = match self.text.get(span.clone()) {
+                    Some(key) if message == "duplicate key" && !key.is_empty() => (
+                        ProblemKind::Duplicate,
+                        format!("duplicate key `{}`", key.trim_matches(['"', '\''])),
+                    ),
+                    _ => (ProblemKind::Syntax, message.to_string()),
+                };
+                self.error(kind, Some(span.start), message);
+            }
+            return None;
+        }
+        let tables = self.tables(root.into_inner())?;
+        let plan = self.resolve(tables)?;
+        self.check_references(&plan);
+        if check_files {
+            self.check_files(&plan);
+        }
+        self.check_environment(&plan);
+        Some(plan)
+    }
+
+    /// Phase 1: every table deserialized on its own.
+    fn tables(&mut self, mut root: DeTable<'t>) -> Option<Tables> {
+        let mut tables = Tables::default();
+        match root.remove_entry("format") {
+            None => self.error(
+                ProblemKind::MissingKey,
+                Some(0),
+                "missing key `format`: start the plan with `format = 1`",
+            ),
+            Some((_, value)) => {
+                if value.get_ref().as_integer().map(|i| i.as_str()) != Some("1") {
+                    self.error(
+                        ProblemKind::InvalidValue,
+                        Some(value.span().start),
+                        "unsupported plan format (this drp reads `format = 1`)",
+                    );
+                }
+            }
+        }
+        if let Some((_, value)) = root.remove_entry("name") {
+            tables.name = self.entity("name", value);
+        }
+        for (key, _) in root.iter() {
+            if !raw::SECTIONS.contains(&key.get_ref().as_ref()) {
+                let message = format!(
+                    "unknown key `{}` (a plan has: {})",
+                    key.get_ref(),
+                    raw::SECTIONS.join(", ")
+                );
+                self.error(ProblemKind::UnknownKey, Some(key.span().start), message);
+            }
+        }
+        match root.remove("storage") {
+            None => self.error(
+                ProblemKind::MissingKey,
+                Some(0),
+                "missing table [storage] (where backups live)",
+            ),
+            Some(mut value) => {
+                if let DeValue::Table(table) = value.get_mut() {
+                    self.take_literal_secrets("storage", table, secret_keys::STORAGE);
+                    if let Some(DeValue::Table(options)) =
+                        table.get_mut("options").map(|v| v.get_mut())
+                    {
+                        for key in secret_keys::STORAGE_OPTIONS {
+                            if let Some((k, _)) = options.remove_entry(*key) {
+                                self.problems.push(Problem::error(
+                                    self.file,
+                                    ProblemKind::LiteralSecret,
+                                    Some(Location::of_offset(self.text, k.span().start)),
+                                    format!(
+                                        "storage.options: `{key}` is a credential and stays out \
+                                         of the plan; set {} in the environment of drp",
+                                        key.to_ascii_uppercase()
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                }
+                tables.storage = self.entity("storage", value);
+            }
+        }
+        if let Some(value) = root.remove("customers") {
+            for (name, mut value) in self.named_tables("customers", value) {
+                let context = format!("customers.{}", name.get_ref());
+                if let DeValue::Table(table) = value.get_mut() {
+                    self.take_literal_secrets(&context, table, secret_keys::CUSTOMER);
+                }
+                if let Some(c) = self.entity(&context, value) {
+                    tables.customers.push((name, c));
+                }
+            }
+        }
+        if let Some(value) = root.remove("datacenters") {
+            for (name, mut value) in self.named_tables("datacenters", value) {
+                let context = format!("datacenters.{}", name.get_ref());
+                if let DeValue::Table(table) = value.get_mut() {
+                    self.take_literal_secrets(&context, table, secret_keys::SSH);
+                }
+                if let Some(d) = self.entity(&context, value) {
+                    tables.datacenters.push((name, d));
+                }
+            }
+        }
+        if let Some(value) = root.remove("provisioners") {
+            for (name, value) in self.named_tables("provisioners", value) {
+                let context = format!("provisioners.{}", name.get_ref());
+                if let Some(p) = self.entity(&context, value) {
+                    tables.provisioners.push((name, p));
+                }
+            }
+        }
+        if let Some(value) = root.remove("hosts") {
+            for (i, mut value) in self.array("hosts", value).into_iter().enumerate() {
+                let context = format!("hosts[{i}]");
+                let span = value.span();
+                if let DeValue::Table(table) = value.get_mut() {
+                    self.take_literal_secrets(&context, table, secret_keys::SSH);
+                    if let Some(name) = table.get("name").and_then(|n| n.get_ref().as_str()) {
+                        self.declared.insert(("hosts".into(), name.to_string()));
+                    }
+                }
+                if let Some(h) = self.entity(&context, value) {
+                    tables.hosts.push((span, h));
+                }
+            }
+        }
+        if let Some(value) = root.remove("stacks") {
+            for (name, value) in self.named_tables("stacks", value) {
+                if let Some(stack) = self.stack_tables(name, value) {
+                    tables.stacks.push(stack);
+                }
+            }
+        }
+        if let Some(value) = root.remove("notifiers") {
+            for (name, mut value) in self.named_tables("notifiers", value) {
+                let context = format!("notifiers.{}", name.get_ref());
+                if let DeValue::Table(table) = value.get_mut() {
+                    self.take_literal_secrets(&context, table, secret_keys::NOTIFIER);
+                    if !self.check_kind_keys(
+                        &context,
+                        "notifier",
+                        table,
+                        raw::NOTIFIER_COMMON_KEYS,
+                        raw::NOTIFIER_KEYS,
+                    ) {
+                        continue;
+                    }
+                }
+                if let Some(n) = self.entity(&context, value) {
+                    tables.notifiers.push((name, n));
+                }
+            }
+        }
+        match root.remove("recovery") {
+            None => self.error(
+                ProblemKind::MissingKey,
+                Some(0),
+                "missing table [recovery] (at least `target_datacenter`)",
+            ),
+            Some(value) => tables.recovery = self.entity("recovery", value),
+        }
+        Some(tables)
+    }
+
+    /// The elements of an array (of tables).
+    fn array(&mut self, context: &str, value: Value<'t>) -> Vec<Value<'t>> {
+        let span = value.span();
+        match value.into_inner() {
+            DeValue::Array(items) => items.into_iter().collect(),
+            other => {
+                self.error(
+                    ProblemKind::InvalidValue,
+                    Some(span.start),
+                    format!("{context}: expected an array, found {}", other.type_str()),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// Checks the keys of a table whose meaning depends on its `kind`. Keys of another kind,
+    /// and unknown keys, are reported (with the keys this kind takes) and taken out. Returns
+    /// false when the kind itself is missing or unknown.
+    fn check_kind_keys(
+        &mut self,
+        context: &str,
+        what: &str,
+        table: &mut DeTable<'t>,
+        common: &[&str],
+        kinds: &[(&str, &[&str])],
+    ) -> bool {
+        let Some(kind_value) = table.get("kind") else {
+            // serde reports the missing `kind`.
+            return true;
+        };
+        let Some(kind) = kind_value.get_ref().as_str().map(str::to_string) else {
+            return true;
+        };
+        let Some((_, own)) = kinds.iter().find(|(k, _)| *k == kind.as_str()) else {
+            let known: Vec<&str> = kinds.iter().map(|(k, _)| *k).collect();
+            let offset = kind_value.span().start;
+            self.error(
+                ProblemKind::InvalidValue,
+                Some(offset),
+                format!(
+                    "{context}: unknown {what} kind `{kind}` (expected {})",
+                    known.join(", ")
+                ),
+            );
+            return false;
+        };
+        let foreign: Vec<(String, usize)> = table
+            .keys()
+            .filter(|k| {
+                !common.contains(&k.get_ref().as_ref()) && !own.contains(&k.get_ref().as_ref())
+            })
+            .map(|k| (k.get_ref().to_string(), k.span().start))
+            .collect();
+        for (key, offset) in foreign {
+            table.remove(key.as_str());
+            let takes: Vec<&str> = own.iter().chain(common).copied().collect();
+            self.error(
+                ProblemKind::UnknownKey,
+                Some(offset),
+                format!(
+                    "{context}: unknown key `{key}` for a {kind} {what} (it takes: {})",
+                    takes.join(", ")
+                ),
+            );
+        }
+        true
+    }
+
+    fn stack_tables(&mut self, name: Text, mut value: Value<'t>) -> Option<StackTables> {
+        let context = format!("stacks.{}", name.get_ref());
+        let mut lists: BTreeMap<&str, Value<'t>> = BTreeMap::new();
+        if let DeValue::Table(table) = value.get_mut() {
+            for key in raw::STACK_LISTS {
+                if let Some(v) = table.remove(*key) {
+                    lists.insert(key, v);
+                }
+            }
+        }
+        let stack: Option<raw::RawStack> = self.entity(&context, value);
+        let mut sources = Vec::new();
+        if let Some(list) = lists.remove("sources") {
+            for (i, item) in self
+                .array(&format!("{context}.sources"), list)
+                .into_iter()
+                .enumerate()
+            {
+                let span = item.span();
+                let item_context = format!("{context}.sources[{i}]");
+                if let Some(text) = item.get_ref().as_str() {
+                    match text.parse::<SourceSpec>() {
+                        Ok(spec) => sources.push((span, SourceEntry::Short(spec))),
+                        Err(e) => self.error(
+                            ProblemKind::InvalidValue,
+                            Some(span.start),
+                            format!("{item_context}: {e}"),
+                        ),
+                    }
+                } else if !item.get_ref().is_table() {
+                    self.error(
+                        ProblemKind::InvalidValue,
+                        Some(span.start),
+                        format!(
+                            "{item_context}: expected \"NAME=PATH\", \"NAME=cmd:COMMAND\" or a \
+                             table, found {}",
+                            item.get_ref().type_str()
+                        ),
+                    );
+                } else if let Some(source) = self.entity::<raw::RawSource>(&item_context, item) {
+                    sources.push((span, SourceEntry::Table(source)));
+                }
+            }
+        }
+        let mut probes = Vec::new();
+        if let Some(list) = lists.remove("probes") {
+            for (i, mut item) in self
+                .array(&format!("{context}.probes"), list)
+                .into_iter()
+                .enumerate()
+            {
+                let item_context = format!("{context}.probes[{i}]");
+                if let DeValue::Table(table) = item.get_mut()
+                    && !self.check_kind_keys(
+                        &item_context,
+                        "probe",
+                        table,
+                        raw::PROBE_COMMON_KEYS,
+                        raw::PROBE_KEYS,
+                    )
+                {
+                    continue;
+                }
+                if let Some(probe) = self.entity(&item_context, item) {
+                    probes.push(probe);
+                }
+            }
+        }
+        Some(StackTables {
+            name,
+            stack: stack?,
+            sources,
+            probes,
+        })
+    }
+
+    // --- Phase 2: the model, with references checked -------------------------------------
+
+    fn file_ref(&self, text: &Text) -> FileRef {
+        FileRef::new(text.get_ref().clone(), self.dir, self.at(text.span().start))
+    }
+
+    /// `KEY_env` / `KEY_file` → a [`SecretRef`]; both at once is a problem.
+    fn secret_ref(
+        &mut self,
+        context: &str,
+        key: &str,
+        env: Option<&Text>,
+        file: Option<&Text>,
+    ) -> Option<SecretRef> {
+        match (env, file) {
+            (Some(env), Some(_)) => {
+                self.error(
+                    ProblemKind::InvalidValue,
+                    Some(env.span().start),
+                    format!("{context}: give either `{key}_env` or `{key}_file`, not both"),
+                );
+                None
+            }
+            (Some(env), None) => {
+                if !valid_env_name(env.get_ref()) {
+                    self.error(
+                        ProblemKind::InvalidValue,
+                        Some(env.span().start),
+                        format!(
+                            "{context}: `{key}_env` must name an environment variable \
+                             (letters, digits, '_'), not hold the secret itself"
+                        ),
+                    );
+                }
+                self.env_vars.push((
+                    env.get_ref().clone(),
+                    env.span().start,
+                    format!("{context}: {key}"),
+                ));
+                Some(SecretRef::Env(env.get_ref().clone()))
+            }
+            (None, Some(file)) => Some(SecretRef::File(self.file_ref(file))),
+            (None, None) => None,
+        }
+    }
+
+    fn ssh_settings(
+        &mut self,
+        context: &str,
+        key: Option<&Text>,
+        passphrase_env: Option<&Text>,
+        passphrase_file: Option<&Text>,
+        known_hosts: Option<&Text>,
+        checking: Option<&Text>,
+        timeout: Option<Duration>,
+    ) -> SshSettings {
+        let key_passphrase =
+            self.secret_ref(context, "ssh_passphrase", passphrase_env, passphrase_file);
+        let host_key_checking =
+            checking.and_then(|c| match c.get_ref().parse::<HostKeyChecking>() {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.error(
+                        ProblemKind::InvalidValue,
+                        Some(c.span().start),
+                        format!("{context}: {e}"),
+                    );
+                    None
+                }
+            });
+        SshSettings {
+            key: key.map(|k| self.file_ref(k)),
+            key_passphrase,
+            known_hosts: known_hosts.map(|k| self.file_ref(k)),
+            host_key_checking,
+            connect_timeout: timeout,
+        }
+    }
+
+    fn duplicate(&mut self, what: &str, name: &str, offset: usize, first: usize) {
+        let first = self.at(first);
+        self.error(
+            ProblemKind::Duplicate,
+            Some(offset),
+            format!(
+                "duplicate {what} `{name}` (first defined at line {})",
+                first.line
+            ),
+        );
+    }
+
+    /// Builds the model from whatever tables parsed, so that references are checked even
+    /// when another table is broken; the plan is usable only if nothing was reported.
+    fn resolve(&mut self, tables: Tables) -> Option<Plan> {
+        let storage_raw = tables.storage.unwrap_or_else(|| raw::RawStorage {
+            url: Spanned::new(0..0, "memory://".to_string()),
+            options: BTreeMap::new(),
+            signing_key: None,
+            signing_passphrase_env: None,
+            signing_passphrase_file: None,
+            trust: Vec::new(),
+            escrow: Vec::new(),
+        });
+        let recovery_raw = tables.recovery;
+        let digest = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(self.text.as_bytes()))
+        };
+        let name = tables.name.unwrap_or_else(|| {
+            self.file
+                .file_stem()
+                .map_or_else(|| "plan".to_string(), |s| s.to_string_lossy().into_owned())
+        });
+
+        let signing_passphrase = self.secret_ref(
+            "storage",
+            "signing_passphrase",
+            storage_raw.signing_passphrase_env.as_ref(),
+            storage_raw.signing_passphrase_file.as_ref(),
+        );
+        if signing_passphrase.is_some() && storage_raw.signing_key.is_none() {
+            self.error(
+                ProblemKind::InvalidValue,
+                storage_raw
+                    .signing_passphrase_env
+                    .as_ref()
+                    .or(storage_raw.signing_passphrase_file.as_ref())
+                    .map(|t| t.span().start),
+                "storage: a signing passphrase without `signing_key`",
+            );
+        }
+        if let Err(e) = url_scheme_ok(storage_raw.url.get_ref()) {
+            self.error(
+                ProblemKind::InvalidValue,
+                Some(storage_raw.url.span().start),
+                format!("storage: {e}"),
+            );
+        }
+        let storage = Storage {
+            url: storage_raw.url.get_ref().clone(),
+            options: storage_raw.options,
+            signing_key: storage_raw.signing_key.as_ref().map(|k| self.file_ref(k)),
+            signing_passphrase,
+            trust: storage_raw.trust.iter().map(|k| self.file_ref(k)).collect(),
+            escrow: storage_raw
+                .escrow
+                .iter()
+                .map(|k| self.file_ref(k))
+                .collect(),
+        };
+
+        let mut customers = BTreeMap::new();
+        for (name, c) in tables.customers {
+            let context = format!("customers.{}", name.get_ref());
+            if c.certificates.get_ref().is_empty() {
+                self.error(
+                    ProblemKind::MissingKey,
+                    Some(c.certificates.span().start),
+                    format!("{context}: `certificates` is empty: name at least the customer's certificate"),
+                );
+            }
+            let passphrase = self.secret_ref(
+                &context,
+                "passphrase",
+                c.passphrase_env.as_ref(),
+                c.passphrase_file.as_ref(),
+            );
+            let customer = Customer {
+                name: name.get_ref().clone(),
+                display_name: c.name,
+                certificates: c
+                    .certificates
+                    .get_ref()
+                    .iter()
+                    .map(|k| self.file_ref(k))
+                    .collect(),
+                secret_key: c.secret_key.as_ref().map(|k| self.file_ref(k)),
+                passphrase,
+                at: self.at(name.span().start),
+            };
+            customers.insert(customer.name.clone(), customer);
+        }
+
+        let mut datacenters = BTreeMap::new();
+        for (name, d) in tables.datacenters {
+            let context = format!("datacenters.{}", name.get_ref());
+            let ssh = self.ssh_settings(
+                &context,
+                d.ssh_key.as_ref(),
+                d.ssh_passphrase_env.as_ref(),
+                d.ssh_passphrase_file.as_ref(),
+                d.known_hosts.as_ref(),
+                d.host_key_checking.as_ref(),
+                d.connect_timeout.map(|t| t.0),
+            );
+            if let Some(p) = &d.provisioner {
+                self.references
+                    .push(Reference::new("provisioner", p, &context));
+            }
+            let datacenter = Datacenter {
+                name: name.get_ref().clone(),
+                description: d.description,
+                ssh,
+                provisioner: d.provisioner.map(|p| p.into_inner()),
+                at: self.at(name.span().start),
+            };
+            datacenters.insert(datacenter.name.clone(), datacenter);
+        }
+
+        let mut provisioners = BTreeMap::new();
+        for (name, p) in tables.provisioners {
+            let context = format!("provisioners.{}", name.get_ref());
+            if p.kind.get_ref() != "script" {
+                self.error(
+                    ProblemKind::InvalidValue,
+                    Some(p.kind.span().start),
+                    format!(
+                        "{context}: unknown provisioner kind `{}` (expected script)",
+                        p.kind.get_ref()
+                    ),
+                );
+                continue;
+            }
+            let Some(acquire) = p.acquire.filter(|a| !a.trim().is_empty()) else {
+                self.error(
+                    ProblemKind::MissingKey,
+                    Some(name.span().start),
+                    format!("{context}: a script provisioner needs `acquire` (the command that creates a host)"),
+                );
+                continue;
+            };
+            let provisioner = Provisioner {
+                name: name.get_ref().clone(),
+                kind: ProvisionerKind::Script {
+                    acquire,
+                    release: p.release,
+                    timeout: p.timeout.map_or(DEFAULT_PROVISIONER_TIMEOUT, |t| t.0),
+                    env: p.env,
+                },
+                at: self.at(name.span().start),
+            };
+            provisioners.insert(provisioner.name.clone(), provisioner);
+        }
+
+        let mut hosts = Vec::new();
+        let mut host_names: HashMap<String, usize> = HashMap::new();
+        for (span, h) in tables.hosts {
+            let context = format!("hosts.{}", h.name.get_ref());
+            if let Err(reason) = check_name(&h.name) {
+                self.error(
+                    ProblemKind::InvalidValue,
+                    Some(h.name.span().start),
+                    format!("invalid host name `{}`: {reason}", h.name.get_ref()),
+                );
+                continue;
+            }
+            if let Some(&first) = host_names.get(h.name.get_ref()) {
+                self.duplicate("host", h.name.get_ref(), h.name.span().start, first);
+                continue;
+            }
+            host_names.insert(h.name.get_ref().clone(), h.name.span().start);
+            let address = match h.address.get_ref().parse::<SshTarget>() {
+                Ok(a) => a,
+                Err(e) => {
+                    self.error(
+                        ProblemKind::InvalidValue,
+                        Some(h.address.span().start),
+                        format!("{context}: {e}"),
+                    );
+                    continue;
+                }
+            };
+            self.references
+                .push(Reference::new("datacenter", &h.datacenter, &context));
+            let own = self.ssh_settings(
+                &context,
+                h.ssh_key.as_ref(),
+                h.ssh_passphrase_env.as_ref(),
+                h.ssh_passphrase_file.as_ref(),
+                h.known_hosts.as_ref(),
+                h.host_key_checking.as_ref(),
+                h.connect_timeout.map(|t| t.0),
+            );
+            let defaults = datacenters
+                .get(h.datacenter.get_ref())
+                .map(|d: &Datacenter| d.ssh.clone())
+                .unwrap_or_default();
+            hosts.push(Host {
+                name: h.name.get_ref().clone(),
+                datacenter: h.datacenter.get_ref().clone(),
+                address,
+                roles: h.roles,
+                spare: h.spare,
+                ssh: own.or(&defaults),
+                vars: h.vars,
+                at: self.at(span.start),
+            });
+        }
+
+        let recovery = match recovery_raw {
+            Some(r) => self.recovery(r),
+            None => Recovery {
+                target_datacenter: String::new(),
+                parallelism: DEFAULT_PARALLELISM,
+                step_timeout: DEFAULT_STEP_TIMEOUT,
+                retries: DEFAULT_RETRIES,
+                backoff: DEFAULT_BACKOFF,
+                max_backoff: DEFAULT_MAX_BACKOFF,
+                fail_fast: false,
+                notify: Vec::new(),
+                approve_before_start: false,
+                healthy_within: DEFAULT_HEALTHY_WITHIN,
+            },
+        };
+
+        let mut stacks = BTreeMap::new();
+        for tables in tables.stacks {
+            if let Some(stack) = self.stack(tables, &recovery) {
+                stacks.insert(stack.name.clone(), stack);
+            }
+        }
+
+        let mut notifiers = BTreeMap::new();
+        for (name, n) in tables.notifiers {
+            if let Some(notifier) = self.notifier(name, n) {
+                notifiers.insert(notifier.name.clone(), notifier);
+            }
+        }
+
+        Some(Plan {
+            file: self.file.to_path_buf(),
+            dir: self.dir.to_path_buf(),
+            name,
+            digest,
+            storage,
+            customers,
+            datacenters,
+            provisioners,
+            hosts,
+            stacks,
+            notifiers,
+            recovery,
+        })
+    }
+
+    fn recovery(&mut self, r: raw::RawRecovery) -> Recovery {
+        let parallelism = match &r.parallelism {
+            None => DEFAULT_PARALLELISM,
+            Some(p) => match usize::try_from(*p.get_ref()) {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    self.error(
+                        ProblemKind::InvalidValue,
+                        Some(p.span().start),
+                        "recovery: `parallelism` must be at least 1",
+                    );
+                    1
+                }
+            },
+        };
+        self.references.push(Reference::new(
+            "datacenter",
+            &r.target_datacenter,
+            "recovery",
+        ));
+        for n in &r.notify {
+            self.references
+                .push(Reference::new("notifier", n, "recovery"));
+        }
+        let backoff = r.backoff.map_or(DEFAULT_BACKOFF, |d| d.0);
+        Recovery {
+            target_datacenter: r.target_datacenter.get_ref().clone(),
+            parallelism,
+            step_timeout: r.step_timeout.map_or(DEFAULT_STEP_TIMEOUT, |d| d.0),
+            retries: r.retries.unwrap_or(DEFAULT_RETRIES),
+            backoff,
+            max_backoff: r
+                .max_backoff
+                .map_or(DEFAULT_MAX_BACKOFF.max(backoff), |d| d.0),
+            fail_fast: r.fail_fast,
+            notify: r.notify.iter().map(|n| n.get_ref().clone()).collect(),
+            approve_before_start: r.approve_before_start,
+            healthy_within: r.healthy_within.map_or(DEFAULT_HEALTHY_WITHIN, |d| d.0),
+        }
+    }
+
+    fn stack(&mut self, tables: StackTables, recovery: &Recovery) -> Option<Stack> {
+        let StackTables {
+            name,
+            stack: s,
+            sources: raw_sources,
+            probes: raw_probes,
+        } = tables;
+        let context = format!("stacks.{}", name.get_ref());
+        self.references
+            .push(Reference::new("customer", &s.customer, &context));
+        if let Some(host) = &s.host {
+            self.references.push(Reference::new("host", host, &context));
+        }
+        let mut seen_deps: HashMap<&str, usize> = HashMap::new();
+        for dep in &s.depends_on {
+            if let Some(&first) = seen_deps.get(dep.get_ref().as_str()) {
+                self.duplicate("dependency", dep.get_ref(), dep.span().start, first);
+            } else {
+                seen_deps.insert(dep.get_ref(), dep.span().start);
+                self.dependencies.push((
+                    name.get_ref().clone(),
+                    dep.get_ref().clone(),
+                    dep.span().start,
+                ));
+            }
+        }
+        let notify = match &s.notify {
+            Some(list) => {
+                for n in list {
+                    self.references
+                        .push(Reference::new("notifier", n, &context));
+                }
+                list.iter().map(|n| n.get_ref().clone()).collect()
+            }
+            None => recovery.notify.clone(),
+        };
+        self.roles.push((
+            name.get_ref().clone(),
+            s.role.get_ref().clone(),
+            s.role.span().start,
+        ));
+
+        let mut sources = Vec::new();
+        let mut source_names: HashMap<String, usize> = HashMap::new();
+        for (span, entry) in raw_sources {
+            let (spec, restore, name_offset) = match entry {
+                SourceEntry::Short(spec) => (spec, None, span.start),
+                SourceEntry::Table(t) => {
+                    let origin = match (t.path, t.command) {
+                        (Some(path), None) if !path.is_empty() => SourceOrigin::Path(path.into()),
+                        (None, Some(command)) if !command.trim().is_empty() => {
+                            SourceOrigin::Command(command)
+                        }
+                        (Some(_), Some(_)) => {
+                            self.error(
+                                ProblemKind::InvalidValue,
+                                Some(span.start),
+                                format!(
+                                    "{context}: source `{}` has both `path` and `command`",
+                                    t.name.get_ref()
+                                ),
+                            );
+                            continue;
+                        }
+                        _ => {
+                            self.error(
+                                ProblemKind::MissingKey,
+                                Some(span.start),
+                                format!(
+                                    "{context}: source `{}` needs a non-empty `path` or `command`",
+                                    t.name.get_ref()
+                                ),
+                            );
+                            continue;
+                        }
+                    };
+                    if let Err(e) = drp_backup::manifest::validate_name("source", t.name.get_ref())
+                    {
+                        self.error(
+                            ProblemKind::InvalidValue,
+                            Some(t.name.span().start),
+                            format!("{context}: {e}"),
+                        );
+                        continue;
+                    }
+                    let restore = match (t.restore_to, t.pipe_to) {
+                        (Some(_), Some(_)) => {
+                            self.error(
+                                ProblemKind::InvalidValue,
+                                Some(span.start),
+                                format!(
+                                    "{context}: source `{}` has both `restore_to` and `pipe_to`",
+                                    t.name.get_ref()
+                                ),
+                            );
+                            continue;
+                        }
+                        (Some(dir), None) => Some(RestoreTarget::Directory(dir)),
+                        (None, Some(command)) => Some(RestoreTarget::PipeTo(command)),
+                        (None, None) => None,
+                    };
+                    let spec = SourceSpec {
+                        name: t.name.get_ref().clone(),
+                        origin,
+                    };
+                    (spec, restore, t.name.span().start)
+                }
+            };
+            if let Some(&first) = source_names.get(&spec.name) {
+                self.duplicate("source", &spec.name, name_offset, first);
+                continue;
+            }
+            source_names.insert(spec.name.clone(), name_offset);
+            let Some(restore) =
+                restore.or_else(|| s.restore_to.clone().map(RestoreTarget::Directory))
+            else {
+                self.error(
+                    ProblemKind::MissingKey,
+                    Some(span.start),
+                    format!(
+                        "{context}: source `{}` has no restore destination: give the source \
+                         `restore_to` or `pipe_to`, or the stack `restore_to`",
+                        spec.name
+                    ),
+                );
+                continue;
+            };
+            sources.push(Source {
+                spec,
+                restore,
+                at: self.at(span.start),
+            });
+        }
+
+        let mut probes = Vec::new();
+        let mut probe_names: HashMap<String, usize> = HashMap::new();
+        for p in raw_probes {
+            let Some(probe) = self.probe(&context, p, &mut probe_names) else {
+                continue;
+            };
+            probes.push(probe);
+        }
+
+        let mut contacts = Contacts::default();
+        for (audience, list) in [
+            (Audience::Customer, &s.contacts.customer),
+            (Audience::Partner, &s.contacts.partner),
+            (Audience::Team, &s.contacts.team),
+        ] {
+            let mut addresses = Vec::new();
+            for address in list {
+                if !looks_like_email(address.get_ref()) {
+                    self.error(
+                        ProblemKind::InvalidValue,
+                        Some(address.span().start),
+                        format!(
+                            "{context}: `{}` is not an e-mail address ({audience} contact)",
+                            address.get_ref()
+                        ),
+                    );
+                } else if addresses.contains(address.get_ref()) {
+                    self.error(
+                        ProblemKind::Duplicate,
+                        Some(address.span().start),
+                        format!(
+                            "{context}: duplicate {audience} contact `{}`",
+                            address.get_ref()
+                        ),
+                    );
+                } else {
+                    addresses.push(address.get_ref().clone());
+                }
+            }
+            match audience {
+                Audience::Customer => contacts.customer = addresses,
+                Audience::Partner => contacts.partner = addresses,
+                Audience::Team => contacts.team = addresses,
+            }
+        }
+
+        Some(Stack {
+            name: name.get_ref().clone(),
+            customer: s.customer.get_ref().clone(),
+            description: s.description,
+            host: s.host.map(Spanned::into_inner),
+            role: s.role.get_ref().clone(),
+            depends_on: s
+                .depends_on
+                .iter()
+                .map(|d| d.get_ref().clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            rto: s.rto.map(|d| d.0),
+            rpo: s.rpo.map(|d| d.0),
+            playbook: s.playbook.as_ref().map(|p| self.file_ref(p)),
+            sources,
+            restore_commands: s.restore_commands,
+            start_commands: s.start_commands,
+            probes,
+            contacts,
+            notify,
+            approve_before_start: s
+                .approve_before_start
+                .unwrap_or(recovery.approve_before_start),
+            step_timeout: s.step_timeout.map_or(recovery.step_timeout, |d| d.0),
+            healthy_within: s.healthy_within.map_or(recovery.healthy_within, |d| d.0),
+            at: self.at(name.span().start),
+        })
+    }
+
+    fn probe(
+        &mut self,
+        context: &str,
+        p: raw::RawProbe,
+        names: &mut HashMap<String, usize>,
+    ) -> Option<Probe> {
+        let context = format!("{context}.probes.{}", p.name.get_ref());
+        if let Err(reason) = check_name(&p.name) {
+            self.error(
+                ProblemKind::InvalidValue,
+                Some(p.name.span().start),
+                format!("invalid probe name `{}`: {reason}", p.name.get_ref()),
+            );
+            return None;
+        }
+        if let Some(&first) = names.get(p.name.get_ref()) {
+            self.duplicate("probe", p.name.get_ref(), p.name.span().start, first);
+            return None;
+        }
+        names.insert(p.name.get_ref().clone(), p.name.span().start);
+        let kind_offset = p.kind.span().start;
+        let required = |loader: &mut Self, field: &'static str, value: Option<Text>| {
+            if value.is_none() {
+                loader.error(
+                    ProblemKind::MissingKey,
+                    Some(kind_offset),
+                    format!("{context}: a {} probe needs `{field}`", p.kind.get_ref()),
+                );
+            }
+            value
+        };
+        let kind = match p.kind.get_ref().as_str() {
+            "http" => ProbeKind::Http {
+                url: required(self, "url", p.url.clone())?.into_inner(),
+                method: p.method.clone().unwrap_or_else(|| "GET".into()),
+            },
+            "tcp" => {
+                let host = required(self, "host", p.host.clone())?;
+                let Some(port) = p.port else {
+                    self.error(
+                        ProblemKind::MissingKey,
+                        Some(kind_offset),
+                        format!("{context}: a tcp probe needs `port`"),
+                    );
+                    return None;
+                };
+                ProbeKind::Tcp {
+                    host: host.into_inner(),
+                    port,
+                }
+            }
+            "command" => {
+                let command = required(self, "command", p.command.clone())?;
+                let on = match p.on.as_ref().map(|o| o.get_ref().as_str()) {
+                    None | Some("host") => RunOn::Host,
+                    Some("local") => RunOn::Local,
+                    Some(other) => {
+                        let offset = p.on.as_ref().map(|o| o.span().start);
+                        self.error(
+                            ProblemKind::InvalidValue,
+                            offset,
+                            format!("{context}: `on` is `host` or `local`, not `{other}`"),
+                        );
+                        return None;
+                    }
+                };
+                ProbeKind::Command {
+                    command: command.into_inner(),
+                    on,
+                }
+            }
+            "dns" => ProbeKind::Dns {
+                query: required(self, "query", p.query.clone())?.into_inner(),
+                record: p.record.clone().unwrap_or_else(|| "A".into()),
+                server: p.server.clone().map(Spanned::into_inner),
+            },
+            "tls" => ProbeKind::Tls {
+                host: required(self, "host", p.host.clone())?.into_inner(),
+                port: p.port.unwrap_or(443),
+            },
+            // check_kind_keys already refused other kinds.
+            _ => return None,
+        };
+        for text in [&p.url, &p.host, &p.command, &p.query, &p.server]
+            .into_iter()
+            .flatten()
+        {
+            self.check_placeholders(&context, text);
+        }
+        for condition in &p.conditions {
+            if condition.get_ref().trim().is_empty() {
+                self.error(
+                    ProblemKind::Condition,
+                    Some(condition.span().start),
+                    format!("{context}: empty condition"),
+                );
+            }
+        }
+        Some(Probe {
+            name: p.name.get_ref().clone(),
+            kind,
+            conditions: p.conditions.iter().map(|c| c.get_ref().clone()).collect(),
+            interval: p.interval.map_or(DEFAULT_PROBE_INTERVAL, |d| d.0),
+            timeout: p.timeout.map_or(DEFAULT_PROBE_TIMEOUT, |d| d.0),
+            at: self.at(p.name.span().start),
+        })
+    }
+
+    /// `{host}` and `{stack}` are the only placeholders; the position of a bad one is its own
+    /// when the string is written without escapes.
+    fn check_placeholders(&mut self, context: &str, text: &Text) {
+        let value = text.get_ref();
+        let mut rest = value.as_str();
+        let mut consumed = 0;
+        while let Some(open) = rest.find('{') {
+            let Some(close) = rest[open..].find('}') else {
+                break;
+            };
+            let name = &rest[open + 1..open + close];
+            if !PLACEHOLDERS.contains(&name) {
+                let offset = self.offset_in_string(text, consumed + open);
+                self.error(
+                    ProblemKind::InvalidValue,
+                    Some(offset),
+                    format!(
+                        "{context}: unknown placeholder `{{{name}}}` (use {{host}} or {{stack}})"
+                    ),
+                );
+            }
+            consumed += open + close + 1;
+            rest = &rest[open + close + 1..];
+        }
+    }
+
+    /// The byte offset in the file of byte `index` of a string value: exact when the string
+    /// is written literally (no escapes), else the string's start.
+    fn offset_in_string(&self, text: &Text, index: usize) -> usize {
+        let span = text.span();
+        let written = &self.text[span.clone()];
+        let quote = if written.starts_with("\"\"\"") || written.starts_with("'''") {
+            3
+        } else {
+            1
+        };
+        let inner = written.get(quote..written.len().saturating_sub(quote));
+        if inner == Some(text.get_ref().as_str()) {
+            span.start + quote + index
+        } else {
+            span.start
+        }
+    }
+
+    fn notifier(&mut self, name: Text, n: raw::RawNotifier) -> Option<Notifier> {
+        let context = format!("notifiers.{}", name.get_ref());
+        let mut audiences = Vec::new();
+        for a in &n.audiences {
+            let audience = match a.get_ref().as_str() {
+                "customer" => Audience::Customer,
+                "partner" => Audience::Partner,
+                "team" => Audience::Team,
+                other => {
+                    self.error(
+                        ProblemKind::InvalidValue,
+                        Some(a.span().start),
+                        format!("{context}: unknown audience `{other}` (expected team, customer or partner)"),
+                    );
+                    continue;
+                }
+            };
+            if !audiences.contains(&audience) {
+                audiences.push(audience);
+            }
+        }
+        let name_offset = name.span().start;
+        let url = |loader: &mut Self| {
+            let url = loader.secret_ref(&context, "url", n.url_env.as_ref(), n.url_file.as_ref());
+            if url.is_none() {
+                loader.error(
+                    ProblemKind::MissingKey,
+                    Some(name_offset),
+                    format!("{context}: needs `url_env` or `url_file` (the URL is a secret)"),
+                );
+            }
+            url
+        };
+        let kind = match n.kind.get_ref().as_str() {
+            "slack" => NotifierKind::Slack {
+                url: url(self)?,
+                channel: n.channel.clone(),
+            },
+            "webhook" => NotifierKind::Webhook { url: url(self)? },
+            "email" => {
+                let (Some(smtp), Some(from)) = (&n.smtp, &n.from) else {
+                    self.error(
+                        ProblemKind::MissingKey,
+                        Some(name_offset),
+                        format!("{context}: an email notifier needs `smtp` (HOST:PORT) and `from`"),
+                    );
+                    return None;
+                };
+                if !looks_like_email(from.get_ref()) {
+                    self.error(
+                        ProblemKind::InvalidValue,
+                        Some(from.span().start),
+                        format!("{context}: `from` is not an e-mail address"),
+                    );
+                }
+                let tls = match n.tls.as_ref().map(|t| t.get_ref().as_str()) {
+                    None | Some("starttls") => SmtpTls::Starttls,
+                    Some("tls") => SmtpTls::Tls,
+                    Some("none") => SmtpTls::None,
+                    Some(other) => {
+                        let offset = n.tls.as_ref().map(|t| t.span().start);
+                        self.error(
+                            ProblemKind::InvalidValue,
+                            offset,
+                            format!("{context}: `tls` is starttls, tls or none, not `{other}`"),
+                        );
+                        return None;
+                    }
+                };
+                let password = self.secret_ref(
+                    &context,
+                    "password",
+                    n.password_env.as_ref(),
+                    n.password_file.as_ref(),
+                );
+                NotifierKind::Email {
+                    smtp: smtp.get_ref().clone(),
+                    from: from.get_ref().clone(),
+                    username: n.username.clone(),
+                    password,
+                    tls,
+                }
+            }
+            "log" => {
+                let Some(path) = &n.path else {
+                    self.error(
+                        ProblemKind::MissingKey,
+                        Some(name_offset),
+                        format!("{context}: a log notifier needs `path`"),
+                    );
+                    return None;
+                };
+                NotifierKind::Log {
+                    path: self.file_ref(path),
+                }
+            }
+            _ => return None,
+        };
+        if audiences.is_empty() {
+            audiences.push(Audience::Team);
+        }
+        Some(Notifier {
+            name: name.get_ref().clone(),
+            kind,
+            audiences,
+            at: self.at(name_offset),
+        })
+    }
+}
+
+/// A name of the plan that must exist.
+struct Reference {
+    what: &'static str,
+    name: String,
+    offset: usize,
+    context: String,
+}
+
+impl Reference {
+    fn new(what: &'static str, name: &Text, context: &str) -> Reference {
+        Reference {
+            what,
+            name: name.get_ref().clone(),
+            offset: name.span().start,
+            context: context.to_string(),
+        }
+    }
+}
+
+/// `[A-Za-z0-9._-]`, not starting with '.' or '-' (names become object keys and file names).
+fn check_name(name: &Text) -> Result<(), String> {
+    drp_backup::manifest::validate_name("name", name.get_ref()).map_err(|e| match e {
+        drp_backup::Error::InvalidName { reason, .. } => reason.to_string(),
+        other => other.to_string(),
+    })
+}
+
+/// serde names the Rust type it expected (`struct RawHost`); people expect "a table".
+fn without_raw_names(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find("struct Raw") {
+        out.push_str(&rest[..i]);
+        out.push_str("a table");
+        rest = &rest[i + "struct Raw".len()..];
+        rest = rest.trim_start_matches(|c: char| c.is_ascii_alphanumeric());
+    }
+    out.push_str(rest);
+    out
+}
+
+fn valid_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn looks_like_email(address: &str) -> bool {
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !address
+                    .chars()
+                    .any(|c| c.is_whitespace() || c == '<' || c == '>')
+        }
+        None => false,
+    }
+}
+
+fn url_scheme_ok(url: &str) -> Result<(), String> {
+    match url.split_once("://") {
+        Some(("file" | "s3" | "memory", _)) => Ok(()),
+        Some((scheme, _)) => Err(format!(
+            "unsupported store scheme `{scheme}` (expected file, s3 or memory)"
+        )),
+        None => Err(format!(
+            "`{url}` is not a store URL (expected file:///path, s3://bucket/prefix or memory://)"
+        )),
+    }
+}
+
+/// `a, b, c` — the names a reference could have meant.
+fn known(names: impl IntoIterator<Item = String>) -> String {
+    let names: Vec<String> = names.into_iter().collect();
+    if names.is_empty() {
+        "none is defined".to_string()
+    } else {
+        format!("defined: {}", names.join(", "))
+    }
+}
+
+impl Loader<'_> {
+    /// The names defined in `section` (also those whose definition is broken).
+    fn declared_names(&self, section: &str) -> Vec<String> {
+        self.declared
+            .iter()
+            .filter(|(s, _)| s == section)
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+
+    fn check_references(&mut self, plan: &Plan) {
+        // References, collected while resolving.
+        let references = std::mem::take(&mut self.references);
+        for r in references {
+            let section = format!("{}s", r.what);
+            if self.declared.contains(&(section.clone(), r.name.clone())) {
+                continue;
+            }
+            let names = self.declared_names(&section);
+            self.error(
+                ProblemKind::UndefinedReference,
+                Some(r.offset),
+                format!(
+                    "{}: unknown {} `{}` ({})",
+                    r.context,
+                    r.what,
+                    r.name,
+                    known(names)
+                ),
+            );
+        }
+
+        // Dependencies: unknown stacks and cycles, at the `depends_on` entry.
+        let dependencies = std::mem::take(&mut self.dependencies);
+        let offsets: HashMap<(&str, &str), usize> = dependencies
+            .iter()
+            .map(|(s, d, o)| ((s.as_str(), d.as_str()), *o))
+            .collect();
+        let graph = DependencyGraph::new(plan.stacks.values().map(|s| {
+            (
+                s.name.as_str(),
+                s.depends_on.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
+        }));
+        if let Err(errors) = graph {
+            for e in errors {
+                match &e {
+                    GraphError::UnknownDependency { dependency, .. }
+                        if self
+                            .declared
+                            .contains(&("stacks".to_string(), dependency.clone())) => {}
+                    GraphError::UnknownDependency { stack, dependency } => {
+                        let offset = offsets.get(&(stack.as_str(), dependency.as_str())).copied();
+                        self.error(
+                            ProblemKind::UndefinedReference,
+                            offset,
+                            format!(
+                                "stacks.{stack}: depends on unknown stack `{dependency}` ({})",
+                                known(self.declared_names("stacks"))
+                            ),
+                        );
+                    }
+                    GraphError::Cycle(cycle) => {
+                        let offset = offsets
+                            .get(&(cycle[0].as_str(), cycle[1].as_str()))
+                            .copied();
+                        self.error(ProblemKind::DependencyCycle, offset, e.to_string());
+                    }
+                    GraphError::Duplicate(_) => {}
+                }
+            }
+        }
+
+        // Every stack can get a host in the target datacenter.
+        let target = &plan.recovery.target_datacenter;
+        if let Some(dc) = plan.datacenters.get(target) {
+            for (stack, role, offset) in std::mem::take(&mut self.roles) {
+                if dc.provisioner.is_none() && plan.spares_for(target, &role).next().is_none() {
+                    self.error(
+                        ProblemKind::UndefinedReference,
+                        Some(offset),
+                        format!(
+                            "stacks.{stack}: no spare host in {target} has role `{role}`, and \
+                             {target} has no provisioner: the stack could not be recovered there"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Loader<'_> {
+    /// Every key, certificate, SSH key, known_hosts, passphrase file and playbook the plan
+    /// names is there, readable, and (for OpenPGP keys) what it should be. Each file is
+    /// checked once per place that names it.
+    fn check_files(&mut self, plan: &Plan) {
+        use drp_backup::{Recipients, SecretKeys, Signer, TrustedSigners};
+        let mut seen: BTreeSet<(PathBuf, Location)> = BTreeSet::new();
+        let mut fresh = |file: &FileRef| seen.insert((file.path.clone(), file.at));
+
+        let storage = &plan.storage;
+        if let Some(key) = &storage.signing_key
+            && fresh(key)
+        {
+            let passphrase = storage.signing_passphrase.as_ref();
+            self.key_file(key, "signing key", |path| {
+                unlockable(passphrase, "signing_passphrase", |p| {
+                    Signer::from_file(path, p).map(drop)
+                })
+            });
+        }
+        for cert in &storage.trust {
+            if fresh(cert) {
+                self.key_file(cert, "trusted signer certificate", |path| {
+                    TrustedSigners::from_files(&[path.to_path_buf()])
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                });
+            }
+        }
+        for cert in &storage.escrow {
+            if fresh(cert) {
+                self.key_file(cert, "escrow certificate", |path| {
+                    Recipients::from_files(&[path.to_path_buf()])
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                });
+            }
+        }
+        for customer in plan.customers.values() {
+            for cert in &customer.certificates {
+                if fresh(cert) {
+                    let what = format!("certificate of customer {}", customer.name);
+                    self.key_file(cert, &what, |path| {
+                        Recipients::from_files(&[path.to_path_buf()])
+                            .map(drop)
+                            .map_err(|e| e.to_string())
+                    });
+                }
+            }
+            if let Some(key) = &customer.secret_key
+                && fresh(key)
+            {
+                let what = format!("secret key of customer {}", customer.name);
+                let passphrase = customer.passphrase.as_ref();
+                self.key_file(key, &what, |path| {
+                    unlockable(passphrase, "passphrase", |p| {
+                        SecretKeys::from_file(path, p).map(drop)
+                    })
+                });
+            }
+        }
+        let mut ssh: Vec<(&SshSettings, String)> = plan
+            .datacenters
+            .values()
+            .map(|d| (&d.ssh, format!("datacenter {}", d.name)))
+            .collect();
+        ssh.extend(
+            plan.hosts
+                .iter()
+                .map(|h| (&h.ssh, format!("host {}", h.name))),
+        );
+        for (settings, owner) in ssh {
+            if let Some(key) = &settings.key
+                && fresh(key)
+            {
+                self.key_file(key, &format!("SSH key of {owner}"), |_| Ok(()));
+            }
+            if let Some(known_hosts) = &settings.known_hosts
+                && fresh(known_hosts)
+                && !(settings.host_key_checking == Some(HostKeyChecking::AcceptNew)
+                    && !known_hosts.path.exists())
+            {
+                self.key_file(known_hosts, &format!("known_hosts of {owner}"), |_| Ok(()));
+            }
+        }
+        let mut secret_files: Vec<(&SecretRef, String)> = Vec::new();
+        if let Some(p) = &storage.signing_passphrase {
+            secret_files.push((p, "signing key passphrase".into()));
+        }
+        for c in plan.customers.values() {
+            if let Some(p) = &c.passphrase {
+                secret_files.push((p, format!("passphrase of customer {}", c.name)));
+            }
+        }
+        for d in plan.datacenters.values() {
+            if let Some(p) = &d.ssh.key_passphrase {
+                secret_files.push((p, format!("SSH key passphrase of datacenter {}", d.name)));
+            }
+        }
+        for h in &plan.hosts {
+            if let Some(p) = &h.ssh.key_passphrase {
+                secret_files.push((p, format!("SSH key passphrase of host {}", h.name)));
+            }
+        }
+        for n in plan.notifiers.values() {
+            match &n.kind {
+                NotifierKind::Slack { url, .. } | NotifierKind::Webhook { url } => {
+                    secret_files.push((url, format!("URL of notifier {}", n.name)));
+                }
+                NotifierKind::Email {
+                    password: Some(p), ..
+                } => secret_files.push((p, format!("SMTP password of notifier {}", n.name))),
+                _ => {}
+            }
+        }
+        for (secret, what) in secret_files {
+            if let SecretRef::File(file) = secret
+                && fresh(file)
+            {
+                self.key_file(file, &what, |_| Ok(()));
+            }
+        }
+        for stack in plan.stacks.values() {
+            if let Some(playbook) = &stack.playbook
+                && fresh(playbook)
+                && !playbook.path.is_file()
+            {
+                self.error_at(
+                    ProblemKind::MissingFile,
+                    playbook.at,
+                    format!(
+                        "stacks.{}: playbook `{playbook}` does not exist ({})",
+                        stack.name,
+                        playbook.path.display()
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Reports a file that cannot be read, or that `load` refuses.
+    fn key_file(
+        &mut self,
+        file: &FileRef,
+        what: &str,
+        load: impl FnOnce(&Path) -> Result<(), String>,
+    ) {
+        let problem = match std::fs::File::open(&file.path).and_then(|f| f.metadata()) {
+            Err(e) => Some(format!("cannot read it: {e}")),
+            Ok(meta) if meta.is_dir() => Some("it is a directory".to_string()),
+            Ok(_) => load(&file.path).err().map(|message| {
+                // drp-backup's messages start with the path; say it once.
+                let prefix = format!("{}: ", file.path.display());
+                message
+                    .strip_prefix(&prefix)
+                    .unwrap_or(&message)
+                    .to_string()
+            }),
+        };
+        if let Some(problem) = problem {
+            self.error_at(
+                ProblemKind::KeyFile,
+                file.at,
+                format!("{what} `{file}`: {problem}"),
+            );
+        }
+    }
+
+    /// Environment variables the plan references but this environment lacks: a warning, as
+    /// the machine that recovers may well have them.
+    fn check_environment(&mut self, _plan: &Plan) {
+        let mut warned = BTreeSet::new();
+        for (var, offset, what) in std::mem::take(&mut self.env_vars) {
+            if std::env::var_os(&var).is_none() && warned.insert(var.clone()) {
+                let location = self.at(offset);
+                self.problems.push(Problem::warning(
+                    self.file,
+                    ProblemKind::Environment,
+                    Some(location),
+                    format!("environment variable {var} is not set here ({what})"),
+                ));
+            }
+        }
+    }
+}
+
+/// Loads a secret key with its passphrase when the passphrase is available here. A key
+/// whose passphrase is referenced but not available here (an unset variable) is fine: it is
+/// unlocked at recovery time. A protected key with no passphrase referenced is not.
+fn unlockable(
+    passphrase: Option<&SecretRef>,
+    field: &str,
+    load: impl Fn(Option<&drp_backup::Passphrase>) -> Result<(), drp_backup::KeyError>,
+) -> Result<(), String> {
+    use drp_backup::{KeyError, Passphrase};
+    let available = match passphrase {
+        None => None,
+        Some(SecretRef::Env(var)) => Passphrase::from_env(var).ok(),
+        Some(SecretRef::File(file)) => Passphrase::from_file(&file.path).ok(),
+    };
+    match load(available.as_ref()) {
+        Ok(()) => Ok(()),
+        Err(KeyError::PassphraseRequired { .. }) if passphrase.is_some() => Ok(()),
+        Err(KeyError::PassphraseRequired { .. }) => Err(format!(
+            "the key is passphrase-protected and the plan gives no passphrase: add \
+             `{field}_env` or `{field}_file`"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}

@@ -1,0 +1,616 @@
+//! The validated plan: what [`super::check`] builds once every problem is gone. Plain data,
+//! with relative paths resolved against the plan's directory and defaults applied, so that
+//! the runbook, the dry run and the executor never re-interpret the file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use drp_backup::SourceSpec;
+use drp_provision::{HostKeyChecking, PassphraseSource, SshOptions, SshTarget};
+use serde::Serialize;
+
+use super::problem::Location;
+
+/// A recovery plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The plan file, as it was named (messages use it).
+    pub file: PathBuf,
+    /// The directory relative paths of the plan are resolved against.
+    pub dir: PathBuf,
+    /// The plan's name (`name = ...`, else the file's stem).
+    pub name: String,
+    /// SHA-256 of the plan file (hex): a run records it, so a resume notices a changed plan.
+    pub digest: String,
+    /// Where backups (and run journals) live, and the keys around them.
+    pub storage: Storage,
+    /// Customers by name: their keys.
+    pub customers: BTreeMap<String, Customer>,
+    /// Datacenters by name.
+    pub datacenters: BTreeMap<String, Datacenter>,
+    /// Provisioners by name.
+    pub provisioners: BTreeMap<String, Provisioner>,
+    /// Hosts, in file order (spares are tried in this order).
+    pub hosts: Vec<Host>,
+    /// Stacks by name.
+    pub stacks: BTreeMap<String, Stack>,
+    /// Notifiers by name.
+    pub notifiers: BTreeMap<String, Notifier>,
+    /// How recovery runs.
+    pub recovery: Recovery,
+}
+
+impl Plan {
+    /// The host called `name`.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// The spare hosts of `datacenter` that can take `role`, in file order.
+    pub fn spares_for<'p>(
+        &'p self,
+        datacenter: &'p str,
+        role: &'p str,
+    ) -> impl Iterator<Item = &'p Host> + 'p {
+        self.hosts.iter().filter(move |h| {
+            h.spare && h.datacenter == datacenter && h.roles.iter().any(|r| r == role)
+        })
+    }
+}
+
+/// A file the plan refers to: as written in the plan (for people) and resolved (for use).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    /// As written in the plan.
+    pub written: String,
+    /// Resolved against the plan's directory.
+    pub path: PathBuf,
+    /// Where it is written.
+    pub at: Location,
+}
+
+impl FileRef {
+    pub(crate) fn new(written: String, dir: &Path, at: Location) -> FileRef {
+        let path = dir.join(&written);
+        FileRef { written, path, at }
+    }
+}
+
+impl fmt::Display for FileRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.written)
+    }
+}
+
+/// Where a secret comes from. The plan never holds a secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// The value of this environment variable.
+    Env(String),
+    /// The content of this file (one trailing newline ignored).
+    File(FileRef),
+}
+
+impl SecretRef {
+    /// For drp-provision (SSH key passphrases) and drp-backup (key passphrases).
+    pub fn to_passphrase_source(&self) -> PassphraseSource {
+        match self {
+            SecretRef::Env(var) => PassphraseSource::Env(var.clone()),
+            SecretRef::File(file) => PassphraseSource::File(file.path.clone()),
+        }
+    }
+
+    /// Reads the secret's bytes now. Errors name the variable or file, never the value.
+    pub fn read(&self) -> Result<Vec<u8>, String> {
+        match self {
+            SecretRef::Env(var) => std::env::var_os(var)
+                .map(|v| v.into_encoded_bytes())
+                .ok_or_else(|| format!("environment variable {var} is not set")),
+            SecretRef::File(file) => {
+                let mut bytes = std::fs::read(&file.path)
+                    .map_err(|e| format!("cannot read {}: {e}", file.path.display()))?;
+                if bytes.last() == Some(&b'\n') {
+                    bytes.pop();
+                }
+                Ok(bytes)
+            }
+        }
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env(var) => write!(f, "environment variable {var}"),
+            SecretRef::File(file) => write!(f, "file {file}"),
+        }
+    }
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    /// The store URL (`file:///...`, `s3://bucket/prefix`).
+    pub url: String,
+    /// Backend options (non-secret, e.g. `aws_endpoint`); credentials come from the
+    /// environment.
+    pub options: BTreeMap<String, String>,
+    /// The ops secret key that signs manifests at backup time.
+    pub signing_key: Option<FileRef>,
+    /// Its passphrase.
+    pub signing_passphrase: Option<SecretRef>,
+    /// Certificates a restore trusts as manifest signers (empty: signatures not required).
+    pub trust: Vec<FileRef>,
+    /// Certificates every backup is also encrypted to (e.g. an ops escrow key).
+    pub escrow: Vec<FileRef>,
+}
+
+/// `[customers.NAME]`: one customer and its keys.
+#[derive(Debug, Clone)]
+pub struct Customer {
+    /// The key in the plan.
+    pub name: String,
+    /// A display name (`ACME Corp`).
+    pub display_name: Option<String>,
+    /// Certificates its stacks' backups are encrypted to.
+    pub certificates: Vec<FileRef>,
+    /// The secret key that restores them (needed on the machine that recovers).
+    pub secret_key: Option<FileRef>,
+    /// The secret key's passphrase.
+    pub passphrase: Option<SecretRef>,
+    /// Where it is defined.
+    pub at: Location,
+}
+
+/// SSH settings shared by a datacenter's hosts, or a host's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SshSettings {
+    /// Private key file (`None`: ssh-agent).
+    pub key: Option<FileRef>,
+    /// Its passphrase.
+    pub key_passphrase: Option<SecretRef>,
+    /// known_hosts file (`None`: `~/.ssh/known_hosts`).
+    pub known_hosts: Option<FileRef>,
+    /// Host-key checking (`None`: strict).
+    pub host_key_checking: Option<HostKeyChecking>,
+    /// Connect timeout (`None`: 10 s).
+    pub connect_timeout: Option<Duration>,
+}
+
+impl SshSettings {
+    /// These settings, with `defaults` where these have none.
+    pub(crate) fn or(&self, defaults: &SshSettings) -> SshSettings {
+        SshSettings {
+            key: self.key.clone().or_else(|| defaults.key.clone()),
+            key_passphrase: self
+                .key_passphrase
+                .clone()
+                .or_else(|| defaults.key_passphrase.clone()),
+            known_hosts: self
+                .known_hosts
+                .clone()
+                .or_else(|| defaults.known_hosts.clone()),
+            host_key_checking: self.host_key_checking.or(defaults.host_key_checking),
+            connect_timeout: self.connect_timeout.or(defaults.connect_timeout),
+        }
+    }
+}
+
+/// `[datacenters.NAME]`.
+#[derive(Debug, Clone)]
+pub struct Datacenter {
+    /// The key in the plan.
+    pub name: String,
+    /// What and where it is.
+    pub description: Option<String>,
+    /// SSH defaults of its hosts.
+    pub ssh: SshSettings,
+    /// Creates hosts there when no spare host fits.
+    pub provisioner: Option<String>,
+    /// Where it is defined.
+    pub at: Location,
+}
+
+/// `[[hosts]]`: one server.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Unique name.
+    pub name: String,
+    /// The datacenter it is in.
+    pub datacenter: String,
+    /// `[USER@]HOST[:PORT]`.
+    pub address: SshTarget,
+    /// Roles it can take.
+    pub roles: Vec<String>,
+    /// A spare: recovery may take it. Otherwise it runs stacks today.
+    pub spare: bool,
+    /// SSH settings, the datacenter's defaults applied.
+    pub ssh: SshSettings,
+    /// Ansible host variables.
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// Where it is defined.
+    pub at: Location,
+}
+
+impl Host {
+    /// How drp-provision reaches it.
+    pub fn ssh_options(&self) -> SshOptions {
+        let mut options = SshOptions::from_target(&self.address);
+        if let Some(key) = &self.ssh.key {
+            options = options.with_identity_file(&key.path);
+        }
+        if let Some(passphrase) = &self.ssh.key_passphrase {
+            options = options.with_passphrase(passphrase.to_passphrase_source());
+        }
+        if let Some(known_hosts) = &self.ssh.known_hosts {
+            options = options.with_known_hosts(&known_hosts.path);
+        }
+        if let Some(checking) = self.ssh.host_key_checking {
+            options = options.with_host_key_checking(checking);
+        }
+        if let Some(timeout) = self.ssh.connect_timeout {
+            options = options.with_connect_timeout(timeout);
+        }
+        options
+    }
+}
+
+/// `[provisioners.NAME]`: creates hosts on demand.
+#[derive(Debug, Clone)]
+pub struct Provisioner {
+    /// The key in the plan.
+    pub name: String,
+    /// How.
+    pub kind: ProvisionerKind,
+    /// Where it is defined.
+    pub at: Location,
+}
+
+/// The kinds of provisioner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProvisionerKind {
+    /// drp-provision's `ScriptProvisioner`: a command that creates a host and prints JSON.
+    Script {
+        /// Creates a host.
+        acquire: String,
+        /// Destroys it.
+        release: Option<String>,
+        /// Each command's time limit.
+        timeout: Duration,
+        /// Extra (non-secret) environment variables.
+        env: BTreeMap<String, String>,
+    },
+}
+
+/// Where a restored source goes on the recovered host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreTarget {
+    /// Into this directory: a directory source as `DIR/NAME/`, others as the file `DIR/NAME`.
+    Directory(String),
+    /// Streamed into the standard input of this command (`sh -c`).
+    PipeTo(String),
+}
+
+impl fmt::Display for RestoreTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestoreTarget::Directory(dir) => write!(f, "into {dir}"),
+            RestoreTarget::PipeTo(command) => write!(f, "piped to `{command}`"),
+        }
+    }
+}
+
+/// One source of a stack: how it is backed up and how it is restored.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// What is backed up (`NAME=PATH` or `NAME=cmd:COMMAND`).
+    pub spec: SourceSpec,
+    /// Where it is restored.
+    pub restore: RestoreTarget,
+    /// Where it is defined.
+    pub at: Location,
+}
+
+impl Source {
+    /// The source's name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+}
+
+/// Who is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    /// The customer whose stack it is.
+    Customer,
+    /// Partners who depend on the stack.
+    Partner,
+    /// The ops team.
+    Team,
+}
+
+impl Audience {
+    /// Every audience, in a fixed order.
+    pub const ALL: [Audience; 3] = [Audience::Team, Audience::Customer, Audience::Partner];
+
+    /// `customer`, `partner`, `team`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Audience::Customer => "customer",
+            Audience::Partner => "partner",
+            Audience::Team => "team",
+        }
+    }
+}
+
+impl fmt::Display for Audience {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `[stacks.NAME.contacts]`: e-mail addresses per audience.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contacts {
+    /// The customer's contacts.
+    pub customer: Vec<String>,
+    /// Partners' contacts.
+    pub partner: Vec<String>,
+    /// The team's.
+    pub team: Vec<String>,
+}
+
+impl Contacts {
+    /// The addresses of one audience.
+    pub fn of(&self, audience: Audience) -> &[String] {
+        match audience {
+            Audience::Customer => &self.customer,
+            Audience::Partner => &self.partner,
+            Audience::Team => &self.team,
+        }
+    }
+}
+
+/// Where a command probe runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOn {
+    /// On the recovered host, over its transport.
+    Host,
+    /// On the machine running drp.
+    Local,
+}
+
+/// What a probe checks. Text fields may contain `{host}` (the recovered host's address) and
+/// `{stack}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ProbeKind {
+    /// An HTTP(S) request.
+    Http {
+        /// The URL.
+        url: String,
+        /// The method (default `GET`).
+        method: String,
+    },
+    /// A TCP connection.
+    Tcp {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// A command's exit status and output.
+    Command {
+        /// Run by `sh -c`.
+        command: String,
+        /// Where.
+        on: RunOn,
+    },
+    /// A DNS lookup.
+    Dns {
+        /// The name looked up.
+        query: String,
+        /// Record type (default `A`).
+        record: String,
+        /// Resolver `HOST[:PORT]` (default: the system's).
+        server: Option<String>,
+    },
+    /// A TLS handshake (certificate expiry).
+    Tls {
+        /// Host name.
+        host: String,
+        /// Port (default 443).
+        port: u16,
+    },
+}
+
+/// `[[stacks.NAME.probes]]`: says whether a stack is healthy.
+// TODO(monitor): replace with drp-monitor's probe spec once it lands, and check `conditions`
+// with its parser (problems at the condition's own position).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// Unique within the stack.
+    pub name: String,
+    /// What it checks.
+    pub kind: ProbeKind,
+    /// Gatus-style conditions (`[STATUS] == 200`), all of which must hold.
+    pub conditions: Vec<String>,
+    /// Time between attempts while waiting.
+    pub interval: Duration,
+    /// Time limit of one attempt.
+    pub timeout: Duration,
+    /// Where it is defined.
+    pub at: Location,
+}
+
+impl Probe {
+    /// One line for people: `http GET http://{host}:8080/`.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            ProbeKind::Http { url, method } => format!("http {method} {url}"),
+            ProbeKind::Tcp { host, port } => format!("tcp {host}:{port}"),
+            ProbeKind::Command { command, on } => match on {
+                RunOn::Host => format!("command `{command}` on the host"),
+                RunOn::Local => format!("command `{command}` where drp runs"),
+            },
+            ProbeKind::Dns {
+                query,
+                record,
+                server,
+            } => match server {
+                Some(server) => format!("dns {record} {query} at {server}"),
+                None => format!("dns {record} {query}"),
+            },
+            ProbeKind::Tls { host, port } => format!("tls {host}:{port}"),
+        }
+    }
+}
+
+/// `[stacks.NAME]`: one customer service stack.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    /// The key in the plan (also its name in the store).
+    pub name: String,
+    /// Its customer.
+    pub customer: String,
+    /// What it is.
+    pub description: Option<String>,
+    /// The host it runs on today (backups read its sources there).
+    pub host: Option<String>,
+    /// The role a recovery host must have.
+    pub role: String,
+    /// Stacks that must be recovered first.
+    pub depends_on: Vec<String>,
+    /// Recovery time objective.
+    pub rto: Option<Duration>,
+    /// Recovery point objective.
+    pub rpo: Option<Duration>,
+    /// Ansible playbook run on the acquired host before anything is restored.
+    pub playbook: Option<FileRef>,
+    /// What is backed up and restored.
+    pub sources: Vec<Source>,
+    /// Commands run on the host once the data is in place.
+    pub restore_commands: Vec<String>,
+    /// Commands that start the stack.
+    pub start_commands: Vec<String>,
+    /// Probes that must all be healthy.
+    pub probes: Vec<Probe>,
+    /// Who to tell.
+    pub contacts: Contacts,
+    /// Notifiers that tell them (the stack's, else the recovery default).
+    pub notify: Vec<String>,
+    /// An operator approves before the start commands run.
+    pub approve_before_start: bool,
+    /// Time limit of each step.
+    pub step_timeout: Duration,
+    /// How long its probes may take to become healthy.
+    pub healthy_within: Duration,
+    /// Where it is defined.
+    pub at: Location,
+}
+
+/// How an e-mail notifier secures SMTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// STARTTLS on the submission port.
+    Starttls,
+    /// TLS from the first byte.
+    Tls,
+    /// No encryption (a local relay).
+    None,
+}
+
+/// The kinds of notifier.
+// TODO(monitor): replace with drp-monitor's notifier spec once it lands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotifierKind {
+    /// A Slack incoming webhook.
+    Slack {
+        /// The webhook URL (a secret).
+        url: SecretRef,
+        /// Channel override.
+        channel: Option<String>,
+    },
+    /// A JSON POST to any URL.
+    Webhook {
+        /// The URL (a secret: it often carries a token).
+        url: SecretRef,
+    },
+    /// E-mail over SMTP, to the stack's contacts of each audience.
+    Email {
+        /// `HOST:PORT` of the SMTP server.
+        smtp: String,
+        /// Sender address.
+        from: String,
+        /// SMTP user, if it needs a login.
+        username: Option<String>,
+        /// SMTP password.
+        password: Option<SecretRef>,
+        /// Transport security.
+        tls: SmtpTls,
+    },
+    /// Lines appended to a local file.
+    Log {
+        /// The file.
+        path: FileRef,
+    },
+}
+
+impl NotifierKind {
+    /// `slack`, `webhook`, `email`, `log`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            NotifierKind::Slack { .. } => "slack",
+            NotifierKind::Webhook { .. } => "webhook",
+            NotifierKind::Email { .. } => "email",
+            NotifierKind::Log { .. } => "log",
+        }
+    }
+}
+
+/// `[notifiers.NAME]`.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    /// The key in the plan.
+    pub name: String,
+    /// How it delivers.
+    pub kind: NotifierKind,
+    /// The audiences whose messages it delivers.
+    pub audiences: Vec<Audience>,
+    /// Where it is defined.
+    pub at: Location,
+}
+
+/// `[recovery]`.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// Where stacks are recovered to.
+    pub target_datacenter: String,
+    /// Stacks recovered at once.
+    pub parallelism: usize,
+    /// Default time limit of each step.
+    pub step_timeout: Duration,
+    /// Retries of a failed step (0: none).
+    pub retries: u32,
+    /// Wait before the first retry; doubles each time.
+    pub backoff: Duration,
+    /// Longest wait between retries.
+    pub max_backoff: Duration,
+    /// Stop starting stacks once one failed.
+    pub fail_fast: bool,
+    /// Default notifiers of stacks.
+    pub notify: Vec<String>,
+    /// Default of stacks' `approve_before_start`.
+    pub approve_before_start: bool,
+    /// Default of stacks' `healthy_within`.
+    pub healthy_within: Duration,
+}

@@ -1,0 +1,259 @@
+//! The plan file as written: serde structs with spans, one per table. The loader
+//! deserializes each table on its own, so that one mistake does not hide the others, and then
+//! turns them into the [`super::model`].
+//!
+//! Every struct denies unknown fields. Fields that hold a reference or a path keep their span,
+//! so problems found after parsing still point at the right place.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::duration::PlanDuration;
+
+pub(crate) type Text = Spanned<String>;
+
+/// The top-level keys of a plan, in the order they are documented.
+pub(crate) const SECTIONS: &[&str] = &[
+    "format",
+    "name",
+    "storage",
+    "customers",
+    "datacenters",
+    "provisioners",
+    "hosts",
+    "stacks",
+    "notifiers",
+    "recovery",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStorage {
+    pub url: Text,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    pub signing_key: Option<Text>,
+    pub signing_passphrase_env: Option<Text>,
+    pub signing_passphrase_file: Option<Text>,
+    #[serde(default)]
+    pub trust: Vec<Text>,
+    #[serde(default)]
+    pub escrow: Vec<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCustomer {
+    pub name: Option<String>,
+    pub certificates: Spanned<Vec<Text>>,
+    pub secret_key: Option<Text>,
+    pub passphrase_env: Option<Text>,
+    pub passphrase_file: Option<Text>,
+}
+
+/// SSH settings, at datacenter level (defaults) and host level (overrides).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDatacenter {
+    pub description: Option<String>,
+    pub provisioner: Option<Text>,
+    pub ssh_key: Option<Text>,
+    pub ssh_passphrase_env: Option<Text>,
+    pub ssh_passphrase_file: Option<Text>,
+    pub known_hosts: Option<Text>,
+    pub host_key_checking: Option<Text>,
+    pub connect_timeout: Option<PlanDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHost {
+    pub name: Text,
+    pub datacenter: Text,
+    pub address: Text,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub spare: bool,
+    pub ssh_key: Option<Text>,
+    pub ssh_passphrase_env: Option<Text>,
+    pub ssh_passphrase_file: Option<Text>,
+    pub known_hosts: Option<Text>,
+    pub host_key_checking: Option<Text>,
+    pub connect_timeout: Option<PlanDuration>,
+    #[serde(default)]
+    pub vars: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProvisioner {
+    pub kind: Text,
+    pub acquire: Option<String>,
+    pub release: Option<String>,
+    pub timeout: Option<PlanDuration>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// A stack, without `sources` and `probes` (the loader reads those one by one).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStack {
+    pub customer: Text,
+    pub description: Option<String>,
+    pub host: Option<Text>,
+    pub role: Text,
+    #[serde(default)]
+    pub depends_on: Vec<Text>,
+    pub rto: Option<PlanDuration>,
+    pub rpo: Option<PlanDuration>,
+    pub playbook: Option<Text>,
+    pub restore_to: Option<String>,
+    #[serde(default)]
+    pub restore_commands: Vec<String>,
+    #[serde(default)]
+    pub start_commands: Vec<String>,
+    #[serde(default)]
+    pub contacts: RawContacts,
+    pub notify: Option<Vec<Text>>,
+    pub approve_before_start: Option<bool>,
+    pub step_timeout: Option<PlanDuration>,
+    pub healthy_within: Option<PlanDuration>,
+}
+
+/// The stack keys the loader takes out before deserializing [`RawStack`].
+pub(crate) const STACK_LISTS: &[&str] = &["sources", "probes"];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawContacts {
+    #[serde(default)]
+    pub customer: Vec<Text>,
+    #[serde(default)]
+    pub partner: Vec<Text>,
+    #[serde(default)]
+    pub team: Vec<Text>,
+}
+
+/// The table form of a source (the string form is `NAME=PATH` / `NAME=cmd:COMMAND`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSource {
+    pub name: Text,
+    pub path: Option<String>,
+    pub command: Option<String>,
+    pub restore_to: Option<String>,
+    pub pipe_to: Option<String>,
+}
+
+/// A probe: the keys of every kind; [`PROBE_KEYS`] says which kind takes which.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProbe {
+    pub name: Text,
+    pub kind: Text,
+    #[serde(default)]
+    pub conditions: Vec<Text>,
+    pub interval: Option<PlanDuration>,
+    pub timeout: Option<PlanDuration>,
+    pub url: Option<Text>,
+    pub method: Option<String>,
+    pub host: Option<Text>,
+    pub port: Option<u16>,
+    pub command: Option<Text>,
+    pub on: Option<Text>,
+    pub query: Option<Text>,
+    pub record: Option<String>,
+    pub server: Option<Text>,
+}
+
+/// Keys every probe takes.
+pub(crate) const PROBE_COMMON_KEYS: &[&str] =
+    &["name", "kind", "conditions", "interval", "timeout"];
+
+/// Probe kinds and their own keys.
+pub(crate) const PROBE_KEYS: &[(&str, &[&str])] = &[
+    ("http", &["url", "method"]),
+    ("tcp", &["host", "port"]),
+    ("command", &["command", "on"]),
+    ("dns", &["query", "record", "server"]),
+    ("tls", &["host", "port"]),
+];
+
+/// A notifier: the keys of every kind; [`NOTIFIER_KEYS`] says which kind takes which.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNotifier {
+    pub kind: Text,
+    #[serde(default)]
+    pub audiences: Vec<Text>,
+    pub url_env: Option<Text>,
+    pub url_file: Option<Text>,
+    pub channel: Option<String>,
+    pub smtp: Option<Text>,
+    pub from: Option<Text>,
+    pub username: Option<String>,
+    pub password_env: Option<Text>,
+    pub password_file: Option<Text>,
+    pub tls: Option<Text>,
+    pub path: Option<Text>,
+}
+
+/// Keys every notifier takes.
+pub(crate) const NOTIFIER_COMMON_KEYS: &[&str] = &["kind", "audiences"];
+
+/// Notifier kinds and their own keys.
+pub(crate) const NOTIFIER_KEYS: &[(&str, &[&str])] = &[
+    ("slack", &["url_env", "url_file", "channel"]),
+    ("webhook", &["url_env", "url_file"]),
+    (
+        "email",
+        &[
+            "smtp",
+            "from",
+            "username",
+            "password_env",
+            "password_file",
+            "tls",
+        ],
+    ),
+    ("log", &["path"]),
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRecovery {
+    pub target_datacenter: Text,
+    pub parallelism: Option<Spanned<i64>>,
+    pub step_timeout: Option<PlanDuration>,
+    pub retries: Option<u32>,
+    pub backoff: Option<PlanDuration>,
+    pub max_backoff: Option<PlanDuration>,
+    #[serde(default)]
+    pub fail_fast: bool,
+    #[serde(default)]
+    pub notify: Vec<Text>,
+    #[serde(default)]
+    pub approve_before_start: bool,
+    pub healthy_within: Option<PlanDuration>,
+}
+
+/// Keys that would hold a secret, per table: writing the secret itself is refused, pointing
+/// at `KEY_env` / `KEY_file` instead.
+pub(crate) mod secret_keys {
+    pub(crate) const STORAGE: &[&str] = &["signing_passphrase"];
+    pub(crate) const STORAGE_OPTIONS: &[&str] = &[
+        "aws_secret_access_key",
+        "secret_access_key",
+        "aws_session_token",
+        "session_token",
+        "aws_access_key_id",
+        "access_key_id",
+    ];
+    pub(crate) const CUSTOMER: &[&str] = &["passphrase"];
+    pub(crate) const SSH: &[&str] = &["ssh_passphrase"];
+    pub(crate) const NOTIFIER: &[&str] = &["url", "password", "token"];
+}
