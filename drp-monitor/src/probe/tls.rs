@@ -163,12 +163,18 @@ impl HealthProbe for TlsProbe {
                 );
                 None
             }
-            Some(Ok(Err(untrusted))) => Some(format!(
-                "{} presented an untrusted {certificate}, {}: {untrusted} (give its CA with ca_file, \
-                 or set insecure to only check expiry)",
-                self.target,
-                after(elapsed)
-            )),
+            Some(Ok(Err(untrusted))) => {
+                let hint = if untrusted.contains("UnknownIssuer") {
+                    " (give its CA with ca_file, or set insecure to only check expiry)"
+                } else {
+                    ""
+                };
+                Some(format!(
+                    "{} presented an untrusted {certificate}, {}: {untrusted}{hint}",
+                    self.target,
+                    after(elapsed)
+                ))
+            }
             Some(Err(Stage::Connect(reason))) => {
                 observation.connected = Some(false);
                 headline = format!(
