@@ -370,6 +370,28 @@ impl Notifications {
     }
 }
 
+/// A URL that is a secret (a Slack webhook's path is its token). `Debug` shows only the host.
+#[derive(Clone)]
+pub(crate) struct SecretUrl(reqwest::Url);
+
+impl SecretUrl {
+    /// Parses the secret as an http(s) URL; the error never repeats it.
+    pub(crate) fn parse(secret: &crate::secret::Secret) -> Result<SecretUrl, String> {
+        let url = reqwest::Url::parse(secret.expose())
+            .map_err(|e| format!("the URL is not a valid URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("the URL is not an http(s) URL".into());
+        }
+        Ok(SecretUrl(url))
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}/***", self.0.scheme(), endpoint_of(&self.0))
+    }
+}
+
 /// `hooks.slack.com` or `127.0.0.1:8080`: enough to say where, never the secret path.
 pub(crate) fn endpoint_of(url: &reqwest::Url) -> String {
     match (url.host_str(), url.port()) {
@@ -382,7 +404,7 @@ pub(crate) fn endpoint_of(url: &reqwest::Url) -> String {
 /// POSTs JSON, mapping the outcome to [`NotifyError`] without ever showing the URL.
 pub(crate) async fn post_json(
     client: &reqwest::Client,
-    url: &reqwest::Url,
+    SecretUrl(url): &SecretUrl,
     headers: &reqwest::header::HeaderMap,
     body: String,
 ) -> Result<(), NotifyError> {
@@ -425,4 +447,50 @@ pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, String> 
         .user_agent(concat!("drp/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| crate::probe::error_chain(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(status: u16, retry_after: Option<u64>) -> NotifyError {
+        NotifyError::Http {
+            endpoint: "hooks.example".into(),
+            status,
+            retry_after: retry_after.map(Duration::from_secs),
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_and_retry_after_wins_within_the_cap() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+        };
+        let server_error = http(503, None);
+        assert_eq!(policy.delay(1, &server_error), Duration::from_secs(1));
+        assert_eq!(policy.delay(2, &server_error), Duration::from_secs(2));
+        assert_eq!(policy.delay(3, &server_error), Duration::from_secs(4));
+        assert_eq!(policy.delay(10, &server_error), Duration::from_secs(30));
+        assert_eq!(policy.delay(1, &http(429, Some(7))), Duration::from_secs(7));
+        assert_eq!(policy.delay(1, &http(429, Some(3600))), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn only_errors_that_may_pass_are_retried() {
+        assert!(http(429, None).is_retryable());
+        assert!(http(500, None).is_retryable());
+        assert!(http(503, None).is_retryable());
+        assert!(!http(400, None).is_retryable());
+        assert!(!http(404, None).is_retryable());
+        let smtp = |permanent| NotifyError::Smtp {
+            server: "smtp:587".into(),
+            reason: "x".into(),
+            permanent,
+        };
+        assert!(smtp(false).is_retryable());
+        assert!(!smtp(true).is_retryable());
+    }
 }

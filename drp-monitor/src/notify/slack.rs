@@ -7,7 +7,8 @@ use serde_json::json;
 
 use super::spec::Reach;
 use super::{
-    Audience, Delivered, Message, Notifier, NotifyError, Templates, http_client, post_json,
+    Audience, Delivered, Message, Notifier, NotifyError, SecretUrl, Templates, http_client,
+    post_json,
 };
 use crate::secret::Secret;
 
@@ -16,11 +17,10 @@ use crate::secret::Secret;
 #[derive(Debug)]
 pub struct SlackNotifier {
     name: String,
-    url: reqwest::Url,
+    url: SecretUrl,
     client: reqwest::Client,
     reach: Reach,
     templates: Templates,
-    _secret: Secret,
 }
 
 impl SlackNotifier {
@@ -32,18 +32,12 @@ impl SlackNotifier {
         templates: Templates,
         timeout: Duration,
     ) -> Result<SlackNotifier, String> {
-        let url = reqwest::Url::parse(webhook_url.expose())
-            .map_err(|e| format!("the webhook URL is not a valid URL ({e})"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err("the webhook URL is not an http(s) URL".into());
-        }
         Ok(SlackNotifier {
             name: name.into(),
-            url,
+            url: SecretUrl::parse(&webhook_url)?,
             client: http_client(timeout)?,
             reach,
             templates,
-            _secret: webhook_url,
         })
     }
 }

@@ -9,8 +9,8 @@ use serde_json::json;
 use super::spec::Reach;
 use super::template::json_escape;
 use super::{
-    Audience, Delivered, FIELDS, Message, Notifier, NotifyError, Template, Templates, http_client,
-    post_json,
+    Audience, Delivered, FIELDS, Message, Notifier, NotifyError, SecretUrl, Template, Templates,
+    http_client, post_json,
 };
 use crate::secret::Secret;
 
@@ -21,13 +21,12 @@ const MESSAGE_FIELDS: &[&str] = &["subject", "body"];
 #[derive(Debug)]
 pub struct WebhookNotifier {
     name: String,
-    url: reqwest::Url,
+    url: SecretUrl,
     client: reqwest::Client,
     headers: reqwest::header::HeaderMap,
     body: Option<Template>,
     reach: Reach,
     templates: Templates,
-    _secret: Secret,
 }
 
 impl WebhookNotifier {
@@ -42,11 +41,7 @@ impl WebhookNotifier {
         templates: Templates,
         timeout: Duration,
     ) -> Result<WebhookNotifier, String> {
-        let parsed = reqwest::Url::parse(url.expose())
-            .map_err(|e| format!("the webhook URL is not a valid URL ({e})"))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err("the webhook URL is not an http(s) URL".into());
-        }
+        let parsed = SecretUrl::parse(&url)?;
         let mut header_map = reqwest::header::HeaderMap::new();
         for (name, value) in headers {
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
@@ -73,7 +68,6 @@ impl WebhookNotifier {
             body,
             reach,
             templates,
-            _secret: url,
         })
     }
 
