@@ -326,19 +326,24 @@ enum StepFailure {
 type StackFuture<'e> = Pin<Box<dyn Future<Output = (usize, StackOutcome, Facts)> + Send + 'e>>;
 
 impl<'a> Engine<'a> {
-    async fn emit(&self, kind: EventKind) {
+    /// Records an event; false if the sink failed (the run is then stopping).
+    async fn emit(&self, kind: EventKind) -> bool {
         let event = Event {
             run: self.run_id.to_string(),
             seq: self.seq.fetch_add(1, Ordering::SeqCst),
             time: jiff::Timestamp::now(),
             kind,
         };
-        if let Err(error) = self.sink.record(&event).await {
-            self.stop_with(format!("events could not be recorded: {error}"));
-            self.sink_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert(error);
+        match self.sink.record(&event).await {
+            Ok(()) => true,
+            Err(error) => {
+                self.stop_with(format!("events could not be recorded: {error}"));
+                self.sink_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(error);
+                false
+            }
         }
     }
 
@@ -402,9 +407,6 @@ impl<'a> Engine<'a> {
                 break;
             };
             facts.insert(graph.name(i).to_string(), stack_facts);
-            if matches!(outcome, StackOutcome::Failed { .. }) && self.spec.fail_fast {
-                self.stop_with(format!("fail-fast after stack {} failed", graph.name(i)));
-            }
             let recovered = matches!(outcome, StackOutcome::Recovered);
             outcomes[i] = Some(outcome);
             if recovered {
@@ -514,6 +516,10 @@ impl<'a> Engine<'a> {
                     break;
                 }
                 Err(StepFailure::Failed(error)) => {
+                    if self.spec.fail_fast {
+                        // At once, before anything else can start a step.
+                        self.stop_with(format!("fail-fast after stack {} failed", stack.name));
+                    }
                     outcome = StackOutcome::Failed {
                         step: step.name.clone(),
                         error: error.message,
@@ -547,12 +553,19 @@ impl<'a> Engine<'a> {
         let attempts = step.retry.attempts();
         let mut attempt = 1;
         loop {
-            self.emit(EventKind::StepStarted {
-                stack: stack.name.clone(),
-                step: step.name.clone(),
-                attempt,
-            })
-            .await;
+            let recorded = self
+                .emit(EventKind::StepStarted {
+                    stack: stack.name.clone(),
+                    step: step.name.clone(),
+                    attempt,
+                })
+                .await;
+            if !recorded {
+                // A step whose start is not on record must not run: a resume could not
+                // know it ran.
+                let reason = self.stop_reason().unwrap_or_default();
+                return Err(StepFailure::Interrupted(reason));
+            }
             let started = Instant::now();
             let call = StepCall {
                 run_id: self.run_id,

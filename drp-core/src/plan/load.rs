@@ -665,6 +665,7 @@ impl<'t> Loader<'t> {
         }
         let storage = Storage {
             url: storage_raw.url.get_ref().clone(),
+            url_at: self.at(storage_raw.url.span().start),
             options: storage_raw.options,
             signing_key: storage_raw.signing_key.as_ref().map(|k| self.file_ref(k)),
             signing_passphrase,

@@ -134,6 +134,8 @@ impl fmt::Display for SecretRef {
 pub struct Storage {
     /// The store URL (`file:///...`, `s3://bucket/prefix`).
     pub url: String,
+    /// Where the URL is written.
+    pub url_at: Location,
     /// Backend options (non-secret, e.g. `aws_endpoint`); credentials come from the
     /// environment.
     pub options: BTreeMap<String, String>,
