@@ -475,7 +475,10 @@ mod tests {
         assert_eq!(policy.delay(3, &server_error), Duration::from_secs(4));
         assert_eq!(policy.delay(10, &server_error), Duration::from_secs(30));
         assert_eq!(policy.delay(1, &http(429, Some(7))), Duration::from_secs(7));
-        assert_eq!(policy.delay(1, &http(429, Some(3600))), Duration::from_secs(30));
+        assert_eq!(
+            policy.delay(1, &http(429, Some(3600))),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]
