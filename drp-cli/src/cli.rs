@@ -1,7 +1,9 @@
 //! The command line, declared with clap. Help texts are the reference documentation of each
 //! flag; the README shows them in use.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use drp_core::backup::SourceSpec;
@@ -34,6 +36,11 @@ pub enum Command {
     /// Create, list, restore, verify and prune encrypted backups.
     #[command(subcommand)]
     Backup(Box<BackupCommand>),
+    /// Probe a service (HTTP(S), TCP, command, DNS, TLS certificate) and explain the result.
+    Probe(Box<ProbeArgs>),
+    /// Notifiers (Slack, webhook, email, log).
+    #[command(subcommand)]
+    Notify(NotifyCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -263,4 +270,114 @@ pub struct KeyArgs {
 fn parse_source(spec: &str) -> Result<SourceSpec, String> {
     spec.parse()
         .map_err(|e: drp_core::backup::Error| e.to_string())
+}
+
+/// `drp probe`: exactly one target, optional conditions.
+#[derive(Debug, Args, Clone)]
+#[command(
+    group = clap::ArgGroup::new("target").required(true).args(["url", "tcp", "command", "dns", "tls"]),
+    after_help = "\
+Exit status: 0 healthy; 1 unhealthy (the message says why); 2 usage error, including a \
+--condition that does not parse (the error names its column) or reads what this kind of probe \
+does not observe.
+
+Conditions (all must hold; defaults: --url [STATUS] < 400, --tcp [CONNECTED] == true, \
+--command [EXIT_CODE] == 0, --tls [CERTIFICATE_EXPIRATION] > 72h):
+  [STATUS] == 200          [STATUS] == any(200, 204)      [RESPONSE_TIME] < 500
+  [BODY].status == UP      [BODY].items[0].name == web    len([BODY].items) > 0
+  [BODY] == pat(*ready*)   [CONNECTED] == true            [CERTIFICATE_EXPIRATION] > 72h
+  [IP] == 10.0.0.5         [EXIT_CODE] == 0
+Operators: == != < <= > >=. Durations: 500ms, 5s, 2m, 72h, 7d.
+
+Examples:
+  drp probe --url https://acme.example/health --condition '[STATUS] == 200' \\
+      --condition '[BODY].status == UP'
+  drp probe --tcp db.acme.example:5432 --wait 2m
+  drp probe --tls acme.example --condition '[CERTIFICATE_EXPIRATION] > 14d'"
+)]
+pub struct ProbeArgs {
+    /// Send an HTTP(S) request to this URL. TLS certificates are verified unless --insecure.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Connect over TCP.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub tcp: Option<String>,
+    /// Run `sh -c COMMAND` here; [BODY] is its standard output.
+    #[arg(long, value_name = "COMMAND")]
+    pub command: Option<String>,
+    /// Resolve this name with the system resolver.
+    #[arg(long, value_name = "NAME")]
+    pub dns: Option<String>,
+    /// Read the TLS certificate of this server (port 443 by default).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub tls: Option<String>,
+    /// HTTP method (default GET).
+    #[arg(long, value_name = "METHOD", requires = "url")]
+    pub method: Option<String>,
+    /// Request header (repeatable).
+    #[arg(long = "header", value_name = "'NAME: VALUE'", requires = "url", value_parser = crate::probe::parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// Request body.
+    #[arg(long, value_name = "BODY", requires = "url")]
+    pub body: Option<String>,
+    /// Accept any certificate (self-signed, expired, other name): only for --url and --tls.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Also trust the CA certificates (PEM) in this file.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Name to send in SNI and check the certificate against (--tls; default: the host).
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub server_name: Option<String>,
+    /// With --dns: the name must resolve to exactly these addresses (repeatable).
+    #[arg(long = "expect", value_name = "ADDRESS", requires = "dns")]
+    pub expect: Vec<IpAddr>,
+    /// Condition that must hold (repeatable), e.g. '[STATUS] == 200'.
+    #[arg(long = "condition", value_name = "CONDITION", value_parser = crate::probe::parse_condition)]
+    pub conditions: Vec<String>,
+    /// Give up on one probe after this long.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::probe::parse_duration)]
+    pub timeout: Duration,
+    /// Probe again every --interval until healthy or this long has passed.
+    #[arg(long, value_name = "DURATION", value_parser = crate::probe::parse_duration)]
+    pub wait: Option<Duration>,
+    /// Time between probes with --wait.
+    #[arg(long, value_name = "DURATION", default_value = "2s", requires = "wait", value_parser = crate::probe::parse_duration)]
+    pub interval: Duration,
+    /// With --wait: consecutive healthy results needed.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "wait")]
+    pub success_threshold: u32,
+    /// Print the result as JSON (observed values, each condition) instead of one line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test message through every notifier of a config file (to the team only) and
+    /// print, per notifier, whether it was sent. Exit status 1 if any failed.
+    #[command(after_help = "\
+The config file holds [[notifier]] tables (kind = slack, webhook, email or log); secrets are \
+given by reference only (url_env / url_file, password_env / password_file). See the README.")]
+    Test {
+        /// Notifiers config file (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Attempts per notifier before it counts as failed (retries back off, honouring
+        /// Retry-After).
+        #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+        attempts: u32,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Reports a usage error found after parsing, the way clap reports its own, and exits with
+/// status 2.
+pub fn usage_error(message: String) -> ! {
+    use clap::CommandFactory;
+    Cli::command()
+        .error(clap::error::ErrorKind::ValueValidation, message)
+        .exit()
 }

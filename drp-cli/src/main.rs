@@ -4,7 +4,9 @@
 mod backup;
 mod cli;
 mod keys;
+mod notify;
 mod output;
+mod probe;
 
 use std::process::ExitCode;
 
@@ -14,7 +16,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     output::init_logging(cli.verbose);
     match run(cli.command) {
-        Ok(()) => ExitCode::from(drp_core::exit::SUCCESS),
+        Ok(status) => ExitCode::from(status),
         Err(error) => {
             eprintln!("drp: error: {error}");
             ExitCode::from(error.exit_status())
@@ -22,15 +24,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: cli::Command) -> Result<(), output::CommandError> {
+/// Runs a command; `Ok` holds the exit status (`drp probe` exits 1 when unhealthy).
+fn run(command: cli::Command) -> Result<u8, output::CommandError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| output::CommandError::message(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async {
         match command {
-            cli::Command::Keys(command) => keys::run(command),
-            cli::Command::Backup(command) => backup::run(*command).await,
+            cli::Command::Keys(command) => keys::run(command).map(|()| drp_core::exit::SUCCESS),
+            cli::Command::Backup(command) => backup::run(*command)
+                .await
+                .map(|()| drp_core::exit::SUCCESS),
+            cli::Command::Probe(args) => probe::run(*args).await,
+            cli::Command::Notify(command) => notify::run(command).await,
         }
     })
 }
