@@ -36,6 +36,9 @@ pub enum Command {
     /// Create, list, restore, verify and prune encrypted backups.
     #[command(subcommand)]
     Backup(Box<BackupCommand>),
+    /// Check a recovery plan and render its runbook.
+    #[command(subcommand)]
+    Plan(crate::plan::PlanCommand),
     /// Probe a service (HTTP(S), TCP, command, DNS, TLS certificate) and explain the result.
     Probe(Box<ProbeArgs>),
     /// Notifiers (Slack, webhook, email, log).

@@ -6,6 +6,7 @@ mod cli;
 mod keys;
 mod notify;
 mod output;
+mod plan;
 mod probe;
 
 use std::process::ExitCode;
@@ -38,6 +39,7 @@ fn run(command: cli::Command) -> Result<u8, output::CommandError> {
                 .map(|()| drp_core::exit::SUCCESS),
             cli::Command::Probe(args) => probe::run(*args).await,
             cli::Command::Notify(command) => notify::run(command).await,
+            cli::Command::Plan(command) => plan::run(command).await,
         }
     })
 }

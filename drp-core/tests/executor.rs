@@ -76,6 +76,9 @@ enum Behaviour {
     WaitThenFail(Arc<Notify>, Arc<Notify>),
 }
 
+/// What an attempt saw: its stack's facts, and the stacks it got facts of.
+type Seen = (BTreeMap<String, String>, Vec<String>);
+
 #[derive(Default)]
 struct Memory {
     behaviours: Mutex<HashMap<(String, String), Behaviour>>,
@@ -86,7 +89,7 @@ struct Memory {
     /// Successful completions per (stack, step).
     completed: Mutex<BTreeMap<(String, String), u32>>,
     /// What each attempt saw as its stack's facts and dependencies' facts.
-    seen_facts: Mutex<HashMap<(String, String), (BTreeMap<String, String>, Vec<String>)>>,
+    seen_facts: Mutex<HashMap<(String, String), Seen>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
 }

@@ -262,7 +262,7 @@ fn write_step(
         StepKind::Restore { source, target } => {
             // The same restore by hand, for when drp itself is what is broken.
             writeln!(out)?;
-            writeln!(out, "   By hand: ")?;
+            writeln!(out, "   By hand:")?;
             writeln!(out)?;
             writeln!(out, "   ```sh")?;
             writeln!(out, "   {}", manual_restore(plan, stack, source, target))?;
@@ -272,7 +272,7 @@ fn write_step(
         StepKind::WaitHealthy { .. } => {
             for probe in &stack.probes {
                 let conditions = if probe.conditions.is_empty() {
-                    "succeeds".to_string()
+                    "it succeeds".to_string()
                 } else {
                     probe
                         .conditions
@@ -533,17 +533,19 @@ fn write_audiences(out: &mut String, plan: &Plan) -> std::fmt::Result {
     writeln!(out, "| --- | --- | --- | --- |")?;
     for stack in waves(plan).iter().flatten() {
         for audience in Audience::ALL {
-            let via: Vec<String> = stack
+            let serving: Vec<&super::Notifier> = stack
                 .notify
                 .iter()
-                .filter(|n| {
-                    plan.notifiers
-                        .get(*n)
-                        .is_some_and(|n| n.audiences.contains(&audience))
-                })
-                .cloned()
+                .filter_map(|n| plan.notifiers.get(n))
+                .filter(|n| n.audiences.contains(&audience))
                 .collect();
             let contacts = stack.contacts.of(audience);
+            // E-mail reaches the stack's contacts; other notifiers reach their channel.
+            let via: Vec<String> = serving
+                .iter()
+                .filter(|n| !contacts.is_empty() || !matches!(n.kind, NotifierKind::Email { .. }))
+                .map(|n| n.name.clone())
+                .collect();
             if via.is_empty() && contacts.is_empty() {
                 continue;
             }
@@ -552,12 +554,12 @@ fn write_audiences(out: &mut String, plan: &Plan) -> std::fmt::Result {
                 "| {} | {audience} | {} | {} |",
                 stack.name,
                 if contacts.is_empty() {
-                    "—".to_string()
+                    "(channel)".to_string()
                 } else {
                     contacts.join(", ")
                 },
                 if via.is_empty() {
-                    "nobody: no notifier of the stack serves this audience".to_string()
+                    "**nobody**: no notifier of the stack serves this audience".to_string()
                 } else {
                     via.join(", ")
                 }

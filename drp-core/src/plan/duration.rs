@@ -61,7 +61,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
 }
 
 /// Writes a duration back in the plan's syntax, largest units first: `1h30m`, `45s`,
-/// `250ms`, `0s`.
+/// `250ms`, `0s`. Days only from two days on: people say "24h", not "1d".
 pub fn format_duration(duration: Duration) -> String {
     FormattedDuration(duration).to_string()
 }
@@ -75,8 +75,13 @@ impl fmt::Display for FormattedDuration {
             return f.write_str("0s");
         }
         let mut rest = millis;
+        let day = if millis >= 2 * 86_400_000 {
+            86_400_000
+        } else {
+            u128::MAX
+        };
         for (unit, size) in [
-            ("d", 86_400_000),
+            ("d", day),
             ("h", 3_600_000),
             ("m", 60_000),
             ("s", 1000),
@@ -138,5 +143,7 @@ mod tests {
             assert_eq!(parse_duration(&format_duration(parsed)), Ok(parsed));
         }
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format_duration(Duration::from_secs(86400)), "24h");
+        assert_eq!(format_duration(Duration::from_secs(3 * 86400)), "3d");
     }
 }

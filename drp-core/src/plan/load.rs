@@ -571,36 +571,32 @@ impl<'t> Loader<'t> {
         }
     }
 
-    fn ssh_settings(
-        &mut self,
-        context: &str,
-        key: Option<&Text>,
-        passphrase_env: Option<&Text>,
-        passphrase_file: Option<&Text>,
-        known_hosts: Option<&Text>,
-        checking: Option<&Text>,
-        timeout: Option<Duration>,
-    ) -> SshSettings {
-        let key_passphrase =
-            self.secret_ref(context, "ssh_passphrase", passphrase_env, passphrase_file);
+    fn ssh_settings(&mut self, context: &str, raw: raw::SshFields<'_>) -> SshSettings {
+        let key_passphrase = self.secret_ref(
+            context,
+            "ssh_passphrase",
+            raw.passphrase_env,
+            raw.passphrase_file,
+        );
         let host_key_checking =
-            checking.and_then(|c| match c.get_ref().parse::<HostKeyChecking>() {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    self.error(
-                        ProblemKind::InvalidValue,
-                        Some(c.span().start),
-                        format!("{context}: {e}"),
-                    );
-                    None
-                }
-            });
+            raw.checking
+                .and_then(|c| match c.get_ref().parse::<HostKeyChecking>() {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        self.error(
+                            ProblemKind::InvalidValue,
+                            Some(c.span().start),
+                            format!("{context}: {e}"),
+                        );
+                        None
+                    }
+                });
         SshSettings {
-            key: key.map(|k| self.file_ref(k)),
+            key: raw.key.map(|k| self.file_ref(k)),
             key_passphrase,
-            known_hosts: known_hosts.map(|k| self.file_ref(k)),
+            known_hosts: raw.known_hosts.map(|k| self.file_ref(k)),
             host_key_checking,
-            connect_timeout: timeout,
+            connect_timeout: raw.timeout,
         }
     }
 
@@ -712,15 +708,7 @@ impl<'t> Loader<'t> {
         let mut datacenters = BTreeMap::new();
         for (name, d) in tables.datacenters {
             let context = format!("datacenters.{}", name.get_ref());
-            let ssh = self.ssh_settings(
-                &context,
-                d.ssh_key.as_ref(),
-                d.ssh_passphrase_env.as_ref(),
-                d.ssh_passphrase_file.as_ref(),
-                d.known_hosts.as_ref(),
-                d.host_key_checking.as_ref(),
-                d.connect_timeout.map(|t| t.0),
-            );
+            let ssh = self.ssh_settings(&context, d.ssh_fields());
             if let Some(p) = &d.provisioner {
                 self.references
                     .push(Reference::new("provisioner", p, &context));
@@ -800,15 +788,7 @@ impl<'t> Loader<'t> {
             };
             self.references
                 .push(Reference::new("datacenter", &h.datacenter, &context));
-            let own = self.ssh_settings(
-                &context,
-                h.ssh_key.as_ref(),
-                h.ssh_passphrase_env.as_ref(),
-                h.ssh_passphrase_file.as_ref(),
-                h.known_hosts.as_ref(),
-                h.host_key_checking.as_ref(),
-                h.connect_timeout.map(|t| t.0),
-            );
+            let own = self.ssh_settings(&context, h.ssh_fields());
             let defaults = datacenters
                 .get(h.datacenter.get_ref())
                 .map(|d: &Datacenter| d.ssh.clone())
@@ -1639,8 +1619,9 @@ impl Loader<'_> {
             }
             if let Some(known_hosts) = &settings.known_hosts
                 && fresh(known_hosts)
-                && !(settings.host_key_checking == Some(HostKeyChecking::AcceptNew)
-                    && !known_hosts.path.exists())
+                // accept-new creates a missing known_hosts file.
+                && (settings.host_key_checking != Some(HostKeyChecking::AcceptNew)
+                    || known_hosts.path.exists())
             {
                 self.key_file(known_hosts, &format!("known_hosts of {owner}"), |_| Ok(()));
             }

@@ -459,8 +459,8 @@ impl Probe {
             ProbeKind::Http { url, method } => format!("http {method} {url}"),
             ProbeKind::Tcp { host, port } => format!("tcp {host}:{port}"),
             ProbeKind::Command { command, on } => match on {
-                RunOn::Host => format!("command `{command}` on the host"),
-                RunOn::Local => format!("command `{command}` where drp runs"),
+                RunOn::Host => format!("command on the host: {command}"),
+                RunOn::Local => format!("command where drp runs: {command}"),
             },
             ProbeKind::Dns {
                 query,

@@ -53,7 +53,6 @@ pub(crate) struct RawCustomer {
     pub passphrase_file: Option<Text>,
 }
 
-/// SSH settings, at datacenter level (defaults) and host level (overrides).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawDatacenter {
@@ -85,6 +84,42 @@ pub(crate) struct RawHost {
     pub connect_timeout: Option<PlanDuration>,
     #[serde(default)]
     pub vars: BTreeMap<String, serde_json::Value>,
+}
+
+/// The SSH fields datacenters (defaults) and hosts (overrides) share.
+pub(crate) struct SshFields<'a> {
+    pub key: Option<&'a Text>,
+    pub passphrase_env: Option<&'a Text>,
+    pub passphrase_file: Option<&'a Text>,
+    pub known_hosts: Option<&'a Text>,
+    pub checking: Option<&'a Text>,
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl RawDatacenter {
+    pub(crate) fn ssh_fields(&self) -> SshFields<'_> {
+        SshFields {
+            key: self.ssh_key.as_ref(),
+            passphrase_env: self.ssh_passphrase_env.as_ref(),
+            passphrase_file: self.ssh_passphrase_file.as_ref(),
+            known_hosts: self.known_hosts.as_ref(),
+            checking: self.host_key_checking.as_ref(),
+            timeout: self.connect_timeout.map(|t| t.0),
+        }
+    }
+}
+
+impl RawHost {
+    pub(crate) fn ssh_fields(&self) -> SshFields<'_> {
+        SshFields {
+            key: self.ssh_key.as_ref(),
+            passphrase_env: self.ssh_passphrase_env.as_ref(),
+            passphrase_file: self.ssh_passphrase_file.as_ref(),
+            known_hosts: self.known_hosts.as_ref(),
+            checking: self.host_key_checking.as_ref(),
+            timeout: self.connect_timeout.map(|t| t.0),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

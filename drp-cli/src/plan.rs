@@ -1,0 +1,177 @@
+//! `drp plan`: check a recovery plan, render its runbook.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use drp_core::exit;
+use drp_core::plan::{self, CheckOptions, Problem, Severity, online};
+use serde::Serialize;
+
+use crate::output::{CommandError, print_json};
+
+/// The file `drp plan` commands read when none is given.
+const DEFAULT_PLAN: &str = "drp.toml";
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Validate a plan and report every problem as FILE:LINE:COLUMN: syntax, unknown keys,
+    /// undefined references, dependency cycles, duplicate names, literal secrets, missing or
+    /// unreadable key files. Exit status 0 when valid (warnings allowed), 1 otherwise.
+    Check {
+        /// The plan file.
+        #[arg(value_name = "FILE", default_value = DEFAULT_PLAN)]
+        file: PathBuf,
+        /// Also check that the store answers and every host answers over SSH.
+        #[arg(long)]
+        online: bool,
+        /// Time limit of each online check, in seconds.
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = 30,
+            requires = "online"
+        )]
+        timeout: u64,
+        /// One JSON object (valid, errors, warnings, problems) instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Render the plan's runbook (Markdown): stacks in recovery order, hosts, what each
+    /// step runs, who is told what. Key files need not be present.
+    Doc {
+        /// The plan file.
+        #[arg(value_name = "FILE", default_value = DEFAULT_PLAN)]
+        file: PathBuf,
+        /// Write the runbook to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Runs a `drp plan` command; `Ok` holds the exit status (`check` exits 1 on an invalid
+/// plan, after listing its problems).
+pub async fn run(command: PlanCommand) -> Result<u8, CommandError> {
+    match command {
+        PlanCommand::Check {
+            file,
+            online,
+            timeout,
+            json,
+        } => {
+            let online = online.then(|| online::OnlineOptions {
+                timeout: std::time::Duration::from_secs(timeout),
+                ..online::OnlineOptions::default()
+            });
+            check(&file, online, json).await
+        }
+        PlanCommand::Doc { file, out } => {
+            let plan = plan::load(&file, CheckOptions { files: false })
+                .map_err(|e| CommandError::message(e.to_string()))?;
+            let runbook = plan::doc::render(&plan);
+            match out {
+                None => print!("{runbook}"),
+                Some(path) => write_file(&path, &runbook)?,
+            }
+            Ok(exit::SUCCESS)
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CheckJson<'a> {
+    file: &'a Path,
+    valid: bool,
+    errors: usize,
+    warnings: usize,
+    problems: &'a [Problem],
+}
+
+async fn check(
+    file: &Path,
+    online: Option<online::OnlineOptions>,
+    json: bool,
+) -> Result<u8, CommandError> {
+    let checked = plan::check_file(file, CheckOptions::default());
+    let mut problems = checked.problems;
+    if let (Some(options), Some(plan)) = (online, &checked.plan) {
+        problems.extend(online::check_online(plan, options).await);
+    }
+    let errors = problems.iter().filter(|p| p.is_error()).count();
+    let warnings = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Warning)
+        .count();
+    if json {
+        print_json(&CheckJson {
+            file,
+            valid: errors == 0,
+            errors,
+            warnings,
+            problems: &problems,
+        });
+    } else {
+        for problem in &problems {
+            println!("{problem}");
+        }
+    }
+    if errors > 0 {
+        if !json {
+            eprintln!(
+                "{}: invalid: {errors} error{}{}",
+                file.display(),
+                plural(errors),
+                warning_note(warnings)
+            );
+        }
+        return Ok(exit::FAILURE);
+    }
+    if !json && let Some(plan) = &checked.plan {
+        eprintln!(
+            "{}: valid: {} stack{}, {} host{}, {} notifier{}{}{}",
+            file.display(),
+            plan.stacks.len(),
+            plural(plan.stacks.len()),
+            plan.hosts.len(),
+            plural(plan.hosts.len()),
+            plan.notifiers.len(),
+            plural(plan.notifiers.len()),
+            if online.is_some() {
+                "; store and hosts answer"
+            } else {
+                ""
+            },
+            warning_note(warnings)
+        );
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn warning_note(warnings: usize) -> String {
+    match warnings {
+        0 => String::new(),
+        n => format!(" ({n} warning{})", plural(n)),
+    }
+}
+
+/// Writes `text` to `path` through a temporary file in the same directory, so a reader
+/// never sees half a runbook.
+fn write_file(path: &Path, text: &str) -> Result<(), CommandError> {
+    let failed = |e: std::io::Error| CommandError::message(format!("{}: {e}", path.display()));
+    let name = path
+        .file_name()
+        .ok_or_else(|| CommandError::message(format!("{}: not a file name", path.display())))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, text).map_err(failed)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        failed(e)
+    })
+}
