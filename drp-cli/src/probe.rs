@@ -77,7 +77,7 @@ fn build(args: &ProbeArgs) -> Result<Arc<dyn HealthProbe>, CommandError> {
             ..HttpProbeSpec::default()
         })
     } else if let Some(target) = &args.tcp {
-        let (host, port) = host_port(target, None)?;
+        let (host, port) = host_port(target, None).unwrap_or_else(|e| crate::cli::usage_error(e));
         ProbeSpec::Tcp(TcpProbeSpec {
             host,
             port,
@@ -101,7 +101,8 @@ fn build(args: &ProbeArgs) -> Result<Arc<dyn HealthProbe>, CommandError> {
             ..DnsProbeSpec::default()
         })
     } else if let Some(target) = &args.tls {
-        let (host, port) = host_port(target, Some(443))?;
+        let (host, port) =
+            host_port(target, Some(443)).unwrap_or_else(|e| crate::cli::usage_error(e));
         ProbeSpec::Tls(TlsProbeSpec {
             host,
             port: Some(port),
@@ -125,16 +126,16 @@ fn build(args: &ProbeArgs) -> Result<Arc<dyn HealthProbe>, CommandError> {
 }
 
 /// `HOST:PORT`, `[V6]:PORT`, or `HOST` when a default port is given.
-fn host_port(target: &str, default_port: Option<u16>) -> Result<(String, u16), CommandError> {
-    let bad = || -> CommandError {
-        crate::cli::usage_error(format!(
+fn host_port(target: &str, default_port: Option<u16>) -> Result<(String, u16), String> {
+    let bad = || {
+        format!(
             "'{target}': expected HOST:PORT{}",
             if default_port.is_some() {
                 " or HOST"
             } else {
                 ""
             }
-        ))
+        )
     };
     let (host, port) = match target.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && (!host.contains(':') || host.ends_with(']')) => {
@@ -180,12 +181,15 @@ mod tests {
 
     #[test]
     fn targets_read_like_addresses() {
-        let ok = |t: &str, d| host_port(t, d).map_err(|e| e.to_string()).unwrap();
+        let ok = |t: &str, d| host_port(t, d).unwrap();
         assert_eq!(ok("db:5432", None), ("db".into(), 5432));
         assert_eq!(ok("[::1]:443", None), ("::1".into(), 443));
         assert_eq!(ok("acme.example", Some(443)), ("acme.example".into(), 443));
         assert_eq!(ok("::1", Some(443)), ("::1".into(), 443));
-        assert!(host_port("db", None).is_err());
+        assert_eq!(
+            host_port("db", None).unwrap_err(),
+            "'db': expected HOST:PORT"
+        );
         assert!(host_port("db:http", None).is_err());
     }
 
