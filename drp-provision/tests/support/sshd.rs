@@ -76,6 +76,12 @@ fn free_port() -> u16 {
 impl Sshd {
     /// Starts a server on a free port of 127.0.0.1 and waits until it accepts connections.
     pub fn start() -> Sshd {
+        Sshd::start_with("")
+    }
+
+    /// [`Sshd::start`] with `extra_config` (sshd_config lines, e.g. `Ciphers aes128-ctr`)
+    /// appended to the configuration.
+    pub fn start_with(extra_config: &str) -> Sshd {
         let dir = tempfile::Builder::new()
             .prefix("drp-sshd-")
             .tempdir()
@@ -97,7 +103,8 @@ impl Sshd {
                     "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\nPidFile {d}/sshd.pid\n\
                      AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nPasswordAuthentication no\n\
                      KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n\
-                     Subsystem sftp internal-sftp\nMaxStartups 100\nMaxSessions 50\nLogLevel VERBOSE\n",
+                     Subsystem sftp internal-sftp\nMaxStartups 100\nMaxSessions 50\nLogLevel VERBOSE\n\
+                     {extra_config}\n",
                     d = d.display()
                 ),
             )
