@@ -30,7 +30,16 @@ pub async fn run(args: ProbeArgs) -> Result<u8, CommandError> {
             match outcome.last {
                 Some(last) if outcome.reached => last,
                 Some(mut last) => {
-                    last.healthy = false;
+                    // A healthy last result that did not reach --success-threshold in time.
+                    if last.healthy {
+                        last.healthy = false;
+                        last.message = format!(
+                            "{}; but not {} healthy results in a row within {}",
+                            last.message,
+                            args.success_threshold,
+                            drp_monitor::human_duration(wait)
+                        );
+                    }
                     last
                 }
                 None => {
