@@ -54,6 +54,11 @@ macro_rules! common_accessors {
                 match self { $(ProbeSpec::$variant(s) => &s.conditions),* }
             }
 
+            /// How long one probe may take (the spec's `timeout`, or [`DEFAULT_TIMEOUT`]).
+            pub fn timeout(&self) -> Duration {
+                match self { $(ProbeSpec::$variant(s) => s.timeout),* }.unwrap_or(DEFAULT_TIMEOUT)
+            }
+
             /// Interval and thresholds for a [`ProbeRunner`](crate::ProbeRunner).
             pub fn runner_options(&self) -> RunnerOptions {
                 let (interval, failure_threshold, success_threshold) = match self {
@@ -73,6 +78,17 @@ macro_rules! common_accessors {
 common_accessors!(Http, Tcp, Command, Dns, Tls);
 
 impl ProbeSpec {
+    /// The kind of probe.
+    pub fn kind(&self) -> super::ProbeKind {
+        match self {
+            ProbeSpec::Http(_) => super::ProbeKind::Http,
+            ProbeSpec::Tcp(_) => super::ProbeKind::Tcp,
+            ProbeSpec::Command(_) => super::ProbeKind::Command,
+            ProbeSpec::Dns(_) => super::ProbeKind::Dns,
+            ProbeSpec::Tls(_) => super::ProbeKind::Tls,
+        }
+    }
+
     /// Builds the probe: parses the conditions, checks them against what the kind observes,
     /// reads CA files. Every configuration error surfaces here, before any probing.
     pub fn build(&self) -> Result<Arc<dyn HealthProbe>, ProbeError> {
@@ -305,6 +321,8 @@ mod tests {
         };
         assert_eq!(http.url, "https://acme.example/health");
         assert_eq!(http.timeout, Some(Duration::from_secs(5)));
+        assert_eq!(spec.timeout(), Duration::from_secs(5));
+        assert_eq!(spec.kind(), super::super::ProbeKind::Http);
         let options = spec.runner_options();
         assert_eq!(options.interval, Duration::from_secs(2));
         assert_eq!(options.failure_threshold, 2);
