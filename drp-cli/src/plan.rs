@@ -7,7 +7,7 @@ use drp_core::exit;
 use drp_core::plan::{self, CheckOptions, Problem, Severity, online};
 use serde::Serialize;
 
-use crate::output::{CommandError, print_json};
+use crate::output::CommandError;
 
 /// The file `drp plan` commands read when none is given.
 const DEFAULT_PLAN: &str = "drp.toml";
@@ -69,7 +69,7 @@ pub async fn run(command: PlanCommand) -> Result<u8, CommandError> {
                 .map_err(|e| CommandError::message(e.to_string()))?;
             let runbook = plan::doc::render(&plan);
             match out {
-                None => print!("{runbook}"),
+                None => write_stdout(&runbook)?,
                 Some(path) => write_file(&path, &runbook)?,
             }
             Ok(exit::SUCCESS)
@@ -102,17 +102,19 @@ async fn check(
         .filter(|p| p.severity == Severity::Warning)
         .count();
     if json {
-        print_json(&CheckJson {
+        let report = CheckJson {
             file,
             valid: errors == 0,
             errors,
             warnings,
             problems: &problems,
-        });
+        };
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| CommandError::message(e.to_string()))?;
+        write_stdout(&format!("{text}\n"))?;
     } else {
-        for problem in &problems {
-            println!("{problem}");
-        }
+        let lines: String = problems.iter().map(|p| format!("{p}\n")).collect();
+        write_stdout(&lines)?;
     }
     if errors > 0 {
         if !json {
@@ -154,6 +156,21 @@ fn warning_note(warnings: usize) -> String {
     match warnings {
         0 => String::new(),
         n => format!(" ({n} warning{})", plural(n)),
+    }
+}
+
+/// Writes to standard output; a reader that went away (`| head`) is not an error.
+fn write_stdout(text: &str) -> Result<(), CommandError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CommandError::message(format!("standard output: {e}")))
+        }
+        _ => Ok(()),
     }
 }
 

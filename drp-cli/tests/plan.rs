@@ -242,7 +242,7 @@ fn invalid_values_say_what_is_expected() {
     assert_problem(
         &out,
         &at(&plan, "\"30 minutes\"", 0),
-        &["invalid duration \"30 minutes\""],
+        &["invalid duration '30 minutes'", "unknown unit"],
     );
 
     let plan = ws.base().replace(
@@ -271,7 +271,9 @@ fn undefined_references_name_what_exists() {
         .replace(
             "[recovery]\ntarget_datacenter = \"dc2\"",
             "[recovery]\ntarget_datacenter = \"dc2\"\nnotify = [\"slack\"]",
-        );
+        )
+        + "\n[[notifiers]]\nname = \"mail\"\nkind = \"email\"\nserver = \"smtp.example\"\n\
+           from = \"drp@example.com\"\ncontacts.globex = { customer = [\"it@globex.example\"] }\n";
     let out = ws.refused(&plan);
     assert_problem(
         &out,
@@ -291,7 +293,12 @@ fn undefined_references_name_what_exists() {
     assert_problem(
         &out,
         &at(&plan, "\"slack\"", 0),
-        &["recovery: unknown notifier `slack` (none is defined)"],
+        &["recovery: unknown notifier `slack` (defined: mail)"],
+    );
+    assert_problem(
+        &out,
+        &at(&plan, "globex =", 0),
+        &["notifiers.mail: unknown customer `globex` (defined: acme)"],
     );
 }
 
@@ -471,7 +478,7 @@ fn literal_secrets_are_refused() {
             "[storage]\n",
             "[storage]\noptions = { aws_secret_access_key = \"AKIA...\" }\n",
         )
-        + "\n[notifiers.slack]\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/T0/B0/XYZ\"\n";
+        + "\n[[notifiers]]\nname = \"slack\"\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/T0/B0/XYZ\"\n";
     let out = ws.refused(&plan);
     assert_problem(
         &out,
@@ -505,13 +512,13 @@ fn literal_secrets_are_refused() {
 fn probes_are_checked_per_kind() {
     let ws = Workspace::new();
     let plan = ws.base()
-        + "\n[[stacks.web.probes]]\nname = \"home\"\nkind = \"http\"\nport = 80\nurl = \"http://{hots}/\"\nconditions = [\" \"]\n";
+        + "\n[stacks.web.probes.home]\nkind = \"http\"\nport = 80\nurl = \"http://{hots}/\"\n";
     let out = ws.refused(&plan);
     assert_problem(
         &out,
         &at(&plan, "port = 80", 0),
         &[
-            "unknown key `port` for a http probe",
+            "stacks.web.probes.home: unknown key `port` for a http probe",
             "it takes: url, method",
         ],
     );
@@ -521,7 +528,31 @@ fn probes_are_checked_per_kind() {
         &at(&plan, "{hots}", 0),
         &["unknown placeholder `{hots}`"],
     );
-    assert_problem(&out, &at(&plan, "\" \"]", 0), &["empty condition"]);
+}
+
+#[test]
+fn conditions_that_do_not_parse_are_reported_at_their_own_column() {
+    let ws = Workspace::new();
+    let plan = ws.base()
+        + "\n[stacks.web.probes.home]\nkind = \"http\"\nurl = \"http://{host}/\"\n\
+           conditions = [\"[STATUS] == 200\", \"[STATUS] == (200\", \"[EXIT_CODE] == 0\"]\n";
+    let out = ws.refused(&plan);
+    // drp-monitor's parser finds the problem at the '(' inside the second condition.
+    assert_problem(
+        &out,
+        &at(&plan, "(200", 0),
+        &["stacks.web.probes.home: condition `[STATUS] == (200`"],
+    );
+    // A condition on something an HTTP probe does not observe.
+    assert_problem(
+        &out,
+        &at(&plan, "\"[EXIT_CODE] == 0\"", 0),
+        &[
+            "a http probe does not observe [EXIT_CODE]",
+            "it observes [STATUS]",
+        ],
+    );
+    assert_eq!(out.lines().count(), 2, "{out}");
 }
 
 #[test]
@@ -642,15 +673,16 @@ fn the_runbook_shows_order_steps_hosts_and_audiences() {
         "**approve-start**: wait for an operator's go",
         "**wait-healthy**: wait until all 2 probes are healthy *(timeout 10m)*",
         "- **Objectives:** RTO 30m, RPO 24h",
-        "`crm-service`: `command on the host: systemctl is-active crm`, healthy when it succeeds",
+        "`crm-service`: `command on the host: systemctl is-active crm`, healthy when `[EXIT_CODE] == 0`",
         "| acme-db | team | oncall@ops.example | team-slack, mail |",
-        "`shop`: `http GET http://{host}:8080/health`, healthy when `[STATUS] == 200`, `[BODY] == pat(*ok*)`, `[RESPONSE_TIME] < 500`",
+        "`shop`: `http GET http://{host}:8080/health`, healthy when `[STATUS] == 200`, `[BODY] == pat(*ok*)`, `[RESPONSE_TIME] < 500` (every 10s, 10s per try)",
         "**notify-recovered**: tell team (oncall@ops.example) via team-slack, mail; customer (it@acme.example) via mail; partner (noc@payments.example) via mail that the stack is back",
+        "`postgres`: `tcp {host}:5432`, healthy when `[CONNECTED] == true` (every 10s, 10s per try)",
         "- **notify-failed**: tell",
         "| spare-3 | `root@10.0.2.13:2222` | app, db | yes |",
         "More hosts come from provisioner `cloud`: `scripts/create-server.sh` creates one (time limit 10m), `scripts/destroy-server.sh` destroys it.",
         "| acme-web | customer | it@acme.example | mail |",
-        "| team-slack | slack | team | Slack, webhook from environment variable `SLACK_WEBHOOK_URL` |",
+        "| team-slack | slack | a Slack webhook (URL from environment variable `SLACK_WEBHOOK_URL`) |",
         "- **ACME Corp**: backups encrypted to `keys/acme.pub.asc`; restored with `keys/acme.sec.asc` (passphrase from environment variable `ACME_KEY_PASSPHRASE`)",
     ] {
         assert!(doc.contains(expected), "runbook lacks {expected:?}:\n{doc}");

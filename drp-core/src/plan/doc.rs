@@ -11,7 +11,7 @@ use drp_provision::shell_quote;
 
 use super::compile::{failure_steps, stack_steps};
 use super::{
-    Audience, NotifierKind, Plan, ProvisionerKind, RestoreTarget, SecretRef, Stack, format_duration,
+    AUDIENCES, Audience, Plan, ProvisionerKind, RestoreTarget, SecretRef, Stack, format_duration,
 };
 use crate::executor::graph::DependencyGraph;
 use crate::executor::{CommandPhase, NotifyEvent, StepKind, StepSpec};
@@ -271,11 +271,11 @@ fn write_step(
         }
         StepKind::WaitHealthy { .. } => {
             for probe in &stack.probes {
-                let conditions = if probe.conditions.is_empty() {
+                let conditions = probe.effective_conditions();
+                let conditions = if conditions.is_empty() {
                     "it succeeds".to_string()
                 } else {
-                    probe
-                        .conditions
+                    conditions
                         .iter()
                         .map(|c| code(c))
                         .collect::<Vec<_>>()
@@ -286,8 +286,8 @@ fn write_step(
                     "   - {}: {}, healthy when {conditions} (every {}, {} per try)",
                     code(&probe.name),
                     code(&probe.describe()),
-                    format_duration(probe.interval),
-                    format_duration(probe.timeout)
+                    format_duration(probe.spec.runner_options().interval),
+                    format_duration(probe.timeout())
                 )?;
             }
         }
@@ -389,39 +389,58 @@ fn describe(plan: &Plan, stack: &Stack, step: &StepSpec) -> String {
     }
 }
 
+/// Who `notifiers` tell about `stack`, per audience: the addresses (none for channels) and
+/// the notifiers, in the runbook's audience order. Audiences nobody reaches are left out.
+fn reach(
+    plan: &Plan,
+    stack: &Stack,
+    notifiers: &[String],
+) -> Vec<(Audience, Vec<String>, Vec<String>)> {
+    let contacts = plan.customers.get(&stack.customer).map(|c| &c.contacts);
+    let mut out = Vec::new();
+    for audience in AUDIENCES {
+        let mut addresses: Vec<String> = Vec::new();
+        let mut via = Vec::new();
+        for name in notifiers {
+            let Some(notifier) = plan.notifiers.get(name) else {
+                continue;
+            };
+            let Some(found) = notifier.reaches(audience, &stack.customer, contacts) else {
+                continue;
+            };
+            if notifier.kind() == "email" && found.is_empty() {
+                continue;
+            }
+            for address in found {
+                if !addresses.contains(&address) {
+                    addresses.push(address);
+                }
+            }
+            via.push(name.clone());
+        }
+        if !via.is_empty() {
+            out.push((audience, addresses, via));
+        }
+    }
+    out
+}
+
 /// `team (oncall@x) via team-slack, mail; customer (it@acme) via mail`.
 fn tell(plan: &Plan, stack: &Stack, notifiers: &[String]) -> Option<String> {
-    let mut parts = Vec::new();
-    for audience in Audience::ALL {
-        let via: Vec<String> = notifiers
-            .iter()
-            .filter(|n| {
-                plan.notifiers
-                    .get(*n)
-                    .is_some_and(|n| n.audiences.contains(&audience))
-            })
-            .cloned()
-            .collect();
-        if via.is_empty() {
-            continue;
-        }
-        let contacts = stack.contacts.of(audience);
-        let reaches_contacts_only = via.iter().all(|n| {
-            matches!(
-                plan.notifiers.get(n).map(|n| &n.kind),
-                Some(NotifierKind::Email { .. })
-            )
-        });
-        if reaches_contacts_only && contacts.is_empty() {
-            continue;
-        }
-        let who = if contacts.is_empty() {
-            audience.to_string()
-        } else {
-            format!("{audience} ({})", contacts.join(", "))
-        };
-        parts.push(format!("{who} via {}", via.join(", ")));
-    }
+    let parts: Vec<String> = reach(plan, stack, notifiers)
+        .into_iter()
+        .map(|(audience, addresses, via)| {
+            if addresses.is_empty() {
+                format!("{audience} via {}", via.join(", "))
+            } else {
+                format!(
+                    "{audience} ({}) via {}",
+                    addresses.join(", "),
+                    via.join(", ")
+                )
+            }
+        })
+        .collect();
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
@@ -532,64 +551,47 @@ fn write_audiences(out: &mut String, plan: &Plan) -> std::fmt::Result {
     writeln!(out, "| stack | audience | recipients | via |")?;
     writeln!(out, "| --- | --- | --- | --- |")?;
     for stack in waves(plan).iter().flatten() {
-        for audience in Audience::ALL {
-            let serving: Vec<&super::Notifier> = stack
-                .notify
-                .iter()
-                .filter_map(|n| plan.notifiers.get(n))
-                .filter(|n| n.audiences.contains(&audience))
-                .collect();
-            let contacts = stack.contacts.of(audience);
-            // E-mail reaches the stack's contacts; other notifiers reach their channel.
-            let via: Vec<String> = serving
-                .iter()
-                .filter(|n| !contacts.is_empty() || !matches!(n.kind, NotifierKind::Email { .. }))
-                .map(|n| n.name.clone())
-                .collect();
-            if via.is_empty() && contacts.is_empty() {
-                continue;
-            }
+        for (audience, addresses, via) in reach(plan, stack, &stack.notify) {
             writeln!(
                 out,
                 "| {} | {audience} | {} | {} |",
                 stack.name,
-                if contacts.is_empty() {
+                if addresses.is_empty() {
                     "(channel)".to_string()
                 } else {
-                    contacts.join(", ")
+                    addresses.join(", ")
                 },
-                if via.is_empty() {
-                    "**nobody**: no notifier of the stack serves this audience".to_string()
-                } else {
-                    via.join(", ")
-                }
+                via.join(", ")
             )?;
         }
     }
     if !plan.notifiers.is_empty() {
         writeln!(out)?;
-        writeln!(out, "| notifier | kind | audiences | delivers to |")?;
-        writeln!(out, "| --- | --- | --- | --- |")?;
+        writeln!(out, "| notifier | kind | delivers |")?;
+        writeln!(out, "| --- | --- | --- |")?;
         for n in plan.notifiers.values() {
-            let target = match &n.kind {
-                NotifierKind::Slack { url, channel } => match channel {
-                    Some(c) => format!("Slack channel {c}, webhook from {}", secret(url)),
-                    None => format!("Slack, webhook from {}", secret(url)),
-                },
-                NotifierKind::Webhook { url } => format!("POST to the URL in {}", secret(url)),
-                NotifierKind::Email { smtp, from, .. } => {
-                    format!("e-mail to the stack's contacts, from {from} through {smtp}")
+            let secret = n.secret.as_ref().map(secret).unwrap_or_default();
+            let target = match &n.spec {
+                drp_monitor::NotifierSpec::Slack(_) => {
+                    format!("a Slack webhook (URL from {secret})")
                 }
-                NotifierKind::Log { path } => format!("lines in {}", code(&path.written)),
+                drp_monitor::NotifierSpec::Webhook(_) => {
+                    format!("JSON POSTed to a URL (from {secret})")
+                }
+                drp_monitor::NotifierSpec::Email(s) => {
+                    let login = if secret.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", password from {secret}")
+                    };
+                    format!("e-mail from {} through {}{login}", s.from, s.server)
+                }
+                drp_monitor::NotifierSpec::Log(s) => {
+                    format!("JSON lines in {}", code(&s.path.display().to_string()))
+                }
+                _ => String::new(),
             };
-            let audiences: Vec<String> = n.audiences.iter().map(ToString::to_string).collect();
-            writeln!(
-                out,
-                "| {} | {} | {} | {target} |",
-                n.name,
-                n.kind.name(),
-                audiences.join(", ")
-            )?;
+            writeln!(out, "| {} | {} | {target} |", n.name, n.kind())?;
         }
     }
     Ok(())

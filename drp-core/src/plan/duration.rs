@@ -1,64 +1,16 @@
 //! Durations as people write them in a plan: `500ms`, `30s`, `15m`, `24h`, `7d`, `1h30m`.
 //!
-//! The grammar is the one drp-monitor uses for probe intervals and conditions, so a plan reads
-//! the same everywhere. (Once drp-monitor exports its parser, this module defers to it.)
+//! The grammar is drp-monitor's (probe intervals, conditions), so a plan reads the same
+//! everywhere; this module adds writing durations back, for the runbook.
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-/// A duration that could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {text:?}: {reason} (write e.g. 500ms, 30s, 15m, 24h, 7d or 1h30m)")]
-pub struct DurationError {
-    text: String,
-    reason: &'static str,
-}
-
-/// Reads `500ms`, `30s`, `15m`, `24h`, `7d`, or a sum of them such as `1h30m`. A unit is
-/// required: a bare number is ambiguous in a config file.
-pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
-    let error = |reason| DurationError {
-        text: text.to_owned(),
-        reason,
-    };
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(error("it is empty"));
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .ok_or_else(|| error("a number needs a unit"))?;
-        if digits == 0 {
-            return Err(error("expected a number"));
-        }
-        let number: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| error("expected a number"))?;
-        let unit_end = rest[digits..]
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .map_or(rest.len(), |i| digits + i);
-        let seconds_per_unit = match &rest[digits..unit_end] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            _ => return Err(error("unknown unit")),
-        };
-        total = total
-            .checked_add(
-                Duration::try_from_secs_f64(number * seconds_per_unit)
-                    .map_err(|_| error("out of range"))?,
-            )
-            .ok_or_else(|| error("out of range"))?;
-        rest = &rest[unit_end..];
-    }
-    Ok(total)
-}
+/// Reads `500ms`, `30s`, `15m`, `24h`, `7d`, or a sum of them such as `1h30m` (drp-monitor's
+/// parser: plans and probes read durations the same way).
+pub use drp_monitor::{DurationError, parse_duration};
 
 /// Writes a duration back in the plan's syntax, largest units first: `1h30m`, `45s`,
 /// `250ms`, `0s`. Days only from two days on: people say "24h", not "1d".
@@ -128,7 +80,6 @@ mod tests {
             ("", "empty"),
             ("30", "needs a unit"),
             ("5x", "unknown unit"),
-            ("m", "expected a number"),
             ("-1s", "expected a number"),
         ] {
             let error = parse_duration(bad).unwrap_err().to_string();

@@ -28,9 +28,7 @@ const DEFAULT_RETRIES: u32 = 2;
 const DEFAULT_BACKOFF: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(120);
 const DEFAULT_HEALTHY_WITHIN: Duration = Duration::from_secs(10 * 60);
-/// Defaults of probes and provisioners.
-const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
-const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default of provisioners' `timeout`.
 const DEFAULT_PROVISIONER_TIMEOUT: Duration = Duration::from_secs(600);
 /// Placeholders that probe fields may use.
 const PLACEHOLDERS: &[&str] = &["host", "stack"];
@@ -89,7 +87,7 @@ struct Tables {
     provisioners: Vec<(Text, raw::RawProvisioner)>,
     hosts: Vec<(Range<usize>, raw::RawHost)>,
     stacks: Vec<StackTables>,
-    notifiers: Vec<(Text, raw::RawNotifier)>,
+    notifiers: Vec<Notifier>,
     recovery: Option<raw::RawRecovery>,
 }
 
@@ -97,7 +95,7 @@ struct StackTables {
     name: Text,
     stack: raw::RawStack,
     sources: Vec<(Range<usize>, SourceEntry)>,
-    probes: Vec<raw::RawProbe>,
+    probes: Vec<Probe>,
 }
 
 enum SourceEntry {
@@ -350,22 +348,10 @@ impl<'t> Loader<'t> {
             }
         }
         if let Some(value) = root.remove("notifiers") {
-            for (name, mut value) in self.named_tables("notifiers", value) {
-                let context = format!("notifiers.{}", name.get_ref());
-                if let DeValue::Table(table) = value.get_mut() {
-                    self.take_literal_secrets(&context, table, secret_keys::NOTIFIER);
-                    if !self.check_kind_keys(
-                        &context,
-                        "notifier",
-                        table,
-                        raw::NOTIFIER_COMMON_KEYS,
-                        raw::NOTIFIER_KEYS,
-                    ) {
-                        continue;
-                    }
-                }
-                if let Some(n) = self.entity(&context, value) {
-                    tables.notifiers.push((name, n));
+            let mut names: HashMap<String, usize> = HashMap::new();
+            for (i, value) in self.array("notifiers", value).into_iter().enumerate() {
+                if let Some(notifier) = self.notifier(i, value, &mut names) {
+                    tables.notifiers.push(notifier);
                 }
             }
         }
@@ -494,25 +480,10 @@ impl<'t> Loader<'t> {
             }
         }
         let mut probes = Vec::new();
-        if let Some(list) = lists.remove("probes") {
-            for (i, mut item) in self
-                .array(&format!("{context}.probes"), list)
-                .into_iter()
-                .enumerate()
-            {
-                let item_context = format!("{context}.probes[{i}]");
-                if let DeValue::Table(table) = item.get_mut()
-                    && !self.check_kind_keys(
-                        &item_context,
-                        "probe",
-                        table,
-                        raw::PROBE_COMMON_KEYS,
-                        raw::PROBE_KEYS,
-                    )
-                {
-                    continue;
-                }
-                if let Some(probe) = self.entity(&item_context, item) {
+        if let Some(table) = lists.remove("probes") {
+            let section = format!("{context}.probes");
+            for (probe_name, value) in self.named_tables(&section, table) {
+                if let Some(probe) = self.probe(&section, probe_name, value) {
                     probes.push(probe);
                 }
             }
@@ -598,6 +569,32 @@ impl<'t> Loader<'t> {
             host_key_checking,
             connect_timeout: raw.timeout,
         }
+    }
+
+    /// E-mail addresses, each checked; bad and repeated ones are reported and dropped.
+    fn email_list(&mut self, context: &str, what: &str, list: &[Text]) -> Vec<String> {
+        let mut addresses: Vec<String> = Vec::new();
+        for address in list {
+            if !looks_like_email(address.get_ref()) {
+                self.error(
+                    ProblemKind::InvalidValue,
+                    Some(address.span().start),
+                    format!(
+                        "{context}: `{}` is not an e-mail address ({what})",
+                        address.get_ref()
+                    ),
+                );
+            } else if addresses.contains(address.get_ref()) {
+                self.error(
+                    ProblemKind::Duplicate,
+                    Some(address.span().start),
+                    format!("{context}: duplicate {what} `{}`", address.get_ref()),
+                );
+            } else {
+                addresses.push(address.get_ref().clone());
+            }
+        }
+        addresses
     }
 
     fn duplicate(&mut self, what: &str, name: &str, offset: usize, first: usize) {
@@ -689,9 +686,14 @@ impl<'t> Loader<'t> {
                 c.passphrase_env.as_ref(),
                 c.passphrase_file.as_ref(),
             );
+            let contacts = Contacts {
+                customer: self.email_list(&context, "customer contact", &c.contacts.customer),
+                partner: self.email_list(&context, "partner contact", &c.contacts.partner),
+            };
             let customer = Customer {
                 name: name.get_ref().clone(),
                 display_name: c.name,
+                contacts,
                 certificates: c
                     .certificates
                     .get_ref()
@@ -828,12 +830,11 @@ impl<'t> Loader<'t> {
             }
         }
 
-        let mut notifiers = BTreeMap::new();
-        for (name, n) in tables.notifiers {
-            if let Some(notifier) = self.notifier(name, n) {
-                notifiers.insert(notifier.name.clone(), notifier);
-            }
-        }
+        let notifiers: BTreeMap<String, Notifier> = tables
+            .notifiers
+            .into_iter()
+            .map(|n| (n.name.clone(), n))
+            .collect();
 
         Some(Plan {
             file: self.file.to_path_buf(),
@@ -1026,52 +1027,6 @@ impl<'t> Loader<'t> {
             });
         }
 
-        let mut probes = Vec::new();
-        let mut probe_names: HashMap<String, usize> = HashMap::new();
-        for p in raw_probes {
-            let Some(probe) = self.probe(&context, p, &mut probe_names) else {
-                continue;
-            };
-            probes.push(probe);
-        }
-
-        let mut contacts = Contacts::default();
-        for (audience, list) in [
-            (Audience::Customer, &s.contacts.customer),
-            (Audience::Partner, &s.contacts.partner),
-            (Audience::Team, &s.contacts.team),
-        ] {
-            let mut addresses = Vec::new();
-            for address in list {
-                if !looks_like_email(address.get_ref()) {
-                    self.error(
-                        ProblemKind::InvalidValue,
-                        Some(address.span().start),
-                        format!(
-                            "{context}: `{}` is not an e-mail address ({audience} contact)",
-                            address.get_ref()
-                        ),
-                    );
-                } else if addresses.contains(address.get_ref()) {
-                    self.error(
-                        ProblemKind::Duplicate,
-                        Some(address.span().start),
-                        format!(
-                            "{context}: duplicate {audience} contact `{}`",
-                            address.get_ref()
-                        ),
-                    );
-                } else {
-                    addresses.push(address.get_ref().clone());
-                }
-            }
-            match audience {
-                Audience::Customer => contacts.customer = addresses,
-                Audience::Partner => contacts.partner = addresses,
-                Audience::Team => contacts.team = addresses,
-            }
-        }
-
         Some(Stack {
             name: name.get_ref().clone(),
             customer: s.customer.get_ref().clone(),
@@ -1091,8 +1046,7 @@ impl<'t> Loader<'t> {
             sources,
             restore_commands: s.restore_commands,
             start_commands: s.start_commands,
-            probes,
-            contacts,
+            probes: raw_probes,
             notify,
             approve_before_start: s
                 .approve_before_start
@@ -1103,112 +1057,98 @@ impl<'t> Loader<'t> {
         })
     }
 
-    fn probe(
-        &mut self,
-        context: &str,
-        p: raw::RawProbe,
-        names: &mut HashMap<String, usize>,
-    ) -> Option<Probe> {
-        let context = format!("{context}.probes.{}", p.name.get_ref());
-        if let Err(reason) = check_name(&p.name) {
-            self.error(
-                ProblemKind::InvalidValue,
-                Some(p.name.span().start),
-                format!("invalid probe name `{}`: {reason}", p.name.get_ref()),
-            );
+    /// `[STACK.probes.NAME]`: drp-monitor's probe spec, plus `on` for commands. Conditions
+    /// are parsed here, so a bad one is reported at its own column in the file.
+    fn probe(&mut self, section: &str, name: Text, mut value: Value<'t>) -> Option<Probe> {
+        let context = format!("{section}.{}", name.get_ref());
+        let at = self.at(name.span().start);
+        let DeValue::Table(table) = value.get_mut() else {
             return None;
-        }
-        if let Some(&first) = names.get(p.name.get_ref()) {
-            self.duplicate("probe", p.name.get_ref(), p.name.span().start, first);
-            return None;
-        }
-        names.insert(p.name.get_ref().clone(), p.name.span().start);
-        let kind_offset = p.kind.span().start;
-        let required = |loader: &mut Self, field: &'static str, value: Option<Text>| {
-            if value.is_none() {
-                loader.error(
-                    ProblemKind::MissingKey,
-                    Some(kind_offset),
-                    format!("{context}: a {} probe needs `{field}`", p.kind.get_ref()),
-                );
-            }
-            value
         };
-        let kind = match p.kind.get_ref().as_str() {
-            "http" => ProbeKind::Http {
-                url: required(self, "url", p.url.clone())?.into_inner(),
-                method: p.method.clone().unwrap_or_else(|| "GET".into()),
-            },
-            "tcp" => {
-                let host = required(self, "host", p.host.clone())?;
-                let Some(port) = p.port else {
+        if !self.check_kind_keys(
+            &context,
+            "probe",
+            table,
+            raw::PROBE_COMMON_KEYS,
+            raw::PROBE_KEYS,
+        ) {
+            return None;
+        }
+        let on = match table.remove("on") {
+            None => RunOn::Host,
+            Some(v) => match v.get_ref().as_str() {
+                Some("host") => RunOn::Host,
+                Some("local") => RunOn::Local,
+                _ => {
                     self.error(
-                        ProblemKind::MissingKey,
-                        Some(kind_offset),
-                        format!("{context}: a tcp probe needs `port`"),
+                        ProblemKind::InvalidValue,
+                        Some(v.span().start),
+                        format!("{context}: `on` is \"host\" or \"local\""),
                     );
                     return None;
-                };
-                ProbeKind::Tcp {
-                    host: host.into_inner(),
-                    port,
                 }
-            }
-            "command" => {
-                let command = required(self, "command", p.command.clone())?;
-                let on = match p.on.as_ref().map(|o| o.get_ref().as_str()) {
-                    None | Some("host") => RunOn::Host,
-                    Some("local") => RunOn::Local,
-                    Some(other) => {
-                        let offset = p.on.as_ref().map(|o| o.span().start);
-                        self.error(
-                            ProblemKind::InvalidValue,
-                            offset,
-                            format!("{context}: `on` is `host` or `local`, not `{other}`"),
-                        );
-                        return None;
-                    }
-                };
-                ProbeKind::Command {
-                    command: command.into_inner(),
-                    on,
-                }
-            }
-            "dns" => ProbeKind::Dns {
-                query: required(self, "query", p.query.clone())?.into_inner(),
-                record: p.record.clone().unwrap_or_else(|| "A".into()),
-                server: p.server.clone().map(Spanned::into_inner),
             },
-            "tls" => ProbeKind::Tls {
-                host: required(self, "host", p.host.clone())?.into_inner(),
-                port: p.port.unwrap_or(443),
-            },
-            // check_kind_keys already refused other kinds.
+        };
+        let conditions = string_items(table.get("conditions"));
+        let texts: Vec<Text> = ["url", "host", "command", "name"]
+            .iter()
+            .filter_map(|k| string_value(table.get(*k)))
+            .collect();
+        let spec: drp_monitor::ProbeSpec = self.entity(&context, value)?;
+        let kind = match &spec {
+            drp_monitor::ProbeSpec::Http(_) => drp_monitor::ProbeKind::Http,
+            drp_monitor::ProbeSpec::Tcp(_) => drp_monitor::ProbeKind::Tcp,
+            drp_monitor::ProbeSpec::Command(_) => drp_monitor::ProbeKind::Command,
+            drp_monitor::ProbeSpec::Dns(_) => drp_monitor::ProbeKind::Dns,
+            drp_monitor::ProbeSpec::Tls(_) => drp_monitor::ProbeKind::Tls,
             _ => return None,
         };
-        for text in [&p.url, &p.host, &p.command, &p.query, &p.server]
-            .into_iter()
-            .flatten()
-        {
+        for condition in &conditions {
+            self.check_condition(&context, kind, condition);
+        }
+        for text in &texts {
             self.check_placeholders(&context, text);
         }
-        for condition in &p.conditions {
-            if condition.get_ref().trim().is_empty() {
+        Some(Probe {
+            name: name.get_ref().clone(),
+            spec,
+            on,
+            at,
+        })
+    }
+
+    /// A condition parses (drp-monitor's parser) and reads what the probe observes.
+    fn check_condition(&mut self, context: &str, kind: drp_monitor::ProbeKind, text: &Text) {
+        match drp_monitor::Condition::parse(text.get_ref()) {
+            Err(e) => {
+                let offset = self.offset_in_string(text, e.byte_offset());
                 self.error(
                     ProblemKind::Condition,
-                    Some(condition.span().start),
-                    format!("{context}: empty condition"),
+                    Some(offset),
+                    format!(
+                        "{context}: condition `{}`: {}: {}",
+                        text.get_ref(),
+                        e.problem(),
+                        e.expected()
+                    ),
                 );
             }
+            Ok(condition) if !kind.placeholders().contains(&condition.placeholder()) => {
+                let observes: Vec<&str> = kind.placeholders().iter().map(|p| p.as_str()).collect();
+                self.error(
+                    ProblemKind::Condition,
+                    Some(text.span().start),
+                    format!(
+                        "{context}: condition `{}`: a {kind} probe does not observe {} (it \
+                         observes {})",
+                        text.get_ref(),
+                        condition.placeholder().as_str(),
+                        observes.join(", ")
+                    ),
+                );
+            }
+            Ok(_) => {}
         }
-        Some(Probe {
-            name: p.name.get_ref().clone(),
-            kind,
-            conditions: p.conditions.iter().map(|c| c.get_ref().clone()).collect(),
-            interval: p.interval.map_or(DEFAULT_PROBE_INTERVAL, |d| d.0),
-            timeout: p.timeout.map_or(DEFAULT_PROBE_TIMEOUT, |d| d.0),
-            at: self.at(p.name.span().start),
-        })
     }
 
     /// `{host}` and `{stack}` are the only placeholders; the position of a bad one is its own
@@ -1255,114 +1195,139 @@ impl<'t> Loader<'t> {
         }
     }
 
-    fn notifier(&mut self, name: Text, n: raw::RawNotifier) -> Option<Notifier> {
+    /// `[[notifiers]]`: drp-monitor's notifier spec (the same tables as `drp notify test
+    /// --config` files), with its references and secrets checked.
+    fn notifier(
+        &mut self,
+        index: usize,
+        mut value: Value<'t>,
+        names: &mut HashMap<String, usize>,
+    ) -> Option<Notifier> {
+        let span = value.span();
+        let DeValue::Table(table) = value.get_mut() else {
+            self.error(
+                ProblemKind::InvalidValue,
+                Some(span.start),
+                format!("notifiers[{index}]: expected a table ([[notifiers]])"),
+            );
+            return None;
+        };
+        let Some(name) = string_value(table.get("name")) else {
+            self.error(
+                ProblemKind::MissingKey,
+                Some(span.start),
+                format!("notifiers[{index}]: missing key `name`"),
+            );
+            return None;
+        };
         let context = format!("notifiers.{}", name.get_ref());
-        let mut audiences = Vec::new();
-        for a in &n.audiences {
-            let audience = match a.get_ref().as_str() {
-                "customer" => Audience::Customer,
-                "partner" => Audience::Partner,
-                "team" => Audience::Team,
-                other => {
-                    self.error(
-                        ProblemKind::InvalidValue,
-                        Some(a.span().start),
-                        format!("{context}: unknown audience `{other}` (expected team, customer or partner)"),
-                    );
-                    continue;
-                }
-            };
-            if !audiences.contains(&audience) {
-                audiences.push(audience);
+        if let Err(reason) = check_name(&name) {
+            self.error(
+                ProblemKind::InvalidValue,
+                Some(name.span().start),
+                format!("invalid notifier name `{}`: {reason}", name.get_ref()),
+            );
+            return None;
+        }
+        if let Some(&first) = names.get(name.get_ref()) {
+            self.duplicate("notifier", name.get_ref(), name.span().start, first);
+            return None;
+        }
+        names.insert(name.get_ref().clone(), name.span().start);
+        self.declared
+            .insert(("notifiers".into(), name.get_ref().clone()));
+        self.take_literal_secrets(&context, table, secret_keys::NOTIFIER);
+        if !self.check_kind_keys(
+            &context,
+            "notifier",
+            table,
+            raw::NOTIFIER_COMMON_KEYS,
+            raw::NOTIFIER_KEYS,
+        ) {
+            return None;
+        }
+        // References to customers: e-mail contacts, and channels' customer filters.
+        if let Some(DeValue::Table(contacts)) = table.get("contacts").map(|v| v.get_ref()) {
+            for key in contacts.keys() {
+                let customer = Spanned::new(key.span(), key.get_ref().to_string());
+                self.references
+                    .push(Reference::new("customer", &customer, &context));
             }
         }
-        let name_offset = name.span().start;
-        let url = |loader: &mut Self| {
-            let url = loader.secret_ref(&context, "url", n.url_env.as_ref(), n.url_file.as_ref());
-            if url.is_none() {
-                loader.error(
-                    ProblemKind::MissingKey,
-                    Some(name_offset),
-                    format!("{context}: needs `url_env` or `url_file` (the URL is a secret)"),
-                );
-            }
-            url
-        };
-        let kind = match n.kind.get_ref().as_str() {
-            "slack" => NotifierKind::Slack {
-                url: url(self)?,
-                channel: n.channel.clone(),
+        for customer in string_items(table.get("customers")) {
+            self.references
+                .push(Reference::new("customer", &customer, &context));
+        }
+        let secret = self.secret_ref(
+            &context,
+            if table.contains_key("password_env") || table.contains_key("password_file") {
+                "password"
+            } else {
+                "url"
             },
-            "webhook" => NotifierKind::Webhook { url: url(self)? },
-            "email" => {
-                let (Some(smtp), Some(from)) = (&n.smtp, &n.from) else {
-                    self.error(
-                        ProblemKind::MissingKey,
-                        Some(name_offset),
-                        format!("{context}: an email notifier needs `smtp` (HOST:PORT) and `from`"),
-                    );
-                    return None;
-                };
-                if !looks_like_email(from.get_ref()) {
-                    self.error(
-                        ProblemKind::InvalidValue,
-                        Some(from.span().start),
-                        format!("{context}: `from` is not an e-mail address"),
-                    );
-                }
-                let tls = match n.tls.as_ref().map(|t| t.get_ref().as_str()) {
-                    None | Some("starttls") => SmtpTls::Starttls,
-                    Some("tls") => SmtpTls::Tls,
-                    Some("none") => SmtpTls::None,
-                    Some(other) => {
-                        let offset = n.tls.as_ref().map(|t| t.span().start);
-                        self.error(
-                            ProblemKind::InvalidValue,
-                            offset,
-                            format!("{context}: `tls` is starttls, tls or none, not `{other}`"),
-                        );
-                        return None;
-                    }
-                };
-                let password = self.secret_ref(
-                    &context,
-                    "password",
-                    n.password_env.as_ref(),
-                    n.password_file.as_ref(),
-                );
-                NotifierKind::Email {
-                    smtp: smtp.get_ref().clone(),
-                    from: from.get_ref().clone(),
-                    username: n.username.clone(),
-                    password,
-                    tls,
-                }
-            }
-            "log" => {
-                let Some(path) = &n.path else {
-                    self.error(
-                        ProblemKind::MissingKey,
-                        Some(name_offset),
-                        format!("{context}: a log notifier needs `path`"),
-                    );
-                    return None;
-                };
-                NotifierKind::Log {
-                    path: self.file_ref(path),
-                }
-            }
-            _ => return None,
-        };
-        if audiences.is_empty() {
-            audiences.push(Audience::Team);
+            string_value(table.get("url_env").or(table.get("password_env"))).as_ref(),
+            string_value(table.get("url_file").or(table.get("password_file"))).as_ref(),
+        );
+        let spec: drp_monitor::NotifierSpec = self.entity(&context, value)?;
+        if let Err(e) = drp_monitor::notify::Templates::with_overrides(templates_of(&spec)) {
+            self.error(
+                ProblemKind::InvalidValue,
+                Some(name.span().start),
+                format!("{context}: templates: {e}"),
+            );
+        }
+        if matches!(
+            spec,
+            drp_monitor::NotifierSpec::Slack(_) | drp_monitor::NotifierSpec::Webhook(_)
+        ) && secret.is_none()
+        {
+            self.error(
+                ProblemKind::MissingKey,
+                Some(name.span().start),
+                format!("{context}: needs `url_env` or `url_file` (the URL is a secret)"),
+            );
         }
         Some(Notifier {
             name: name.get_ref().clone(),
-            kind,
-            audiences,
-            at: self.at(name_offset),
+            spec,
+            secret,
+            at: self.at(name.span().start),
         })
     }
+}
+
+/// The templates of any notifier.
+fn templates_of(spec: &drp_monitor::NotifierSpec) -> &drp_monitor::notify::TemplateSpecs {
+    use drp_monitor::NotifierSpec;
+    static NONE: std::sync::OnceLock<drp_monitor::notify::TemplateSpecs> =
+        std::sync::OnceLock::new();
+    match spec {
+        NotifierSpec::Slack(s) => &s.templates,
+        NotifierSpec::Webhook(s) => &s.templates,
+        NotifierSpec::Email(s) => &s.templates,
+        NotifierSpec::Log(s) => &s.templates,
+        _ => NONE.get_or_init(Default::default),
+    }
+}
+
+/// A string value with its span.
+fn string_value(value: Option<&Value<'_>>) -> Option<Text> {
+    let value = value?;
+    value
+        .get_ref()
+        .as_str()
+        .map(|s| Spanned::new(value.span(), s.to_string()))
+}
+
+/// The strings of an array value, with their spans (other items are left to serde).
+fn string_items(value: Option<&Value<'_>>) -> Vec<Text> {
+    let Some(DeValue::Array(items)) = value.map(|v| v.get_ref()) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| string_value(Some(item)))
+        .collect()
 }
 
 /// A name of the plan that must exist.
@@ -1646,14 +1611,8 @@ impl Loader<'_> {
             }
         }
         for n in plan.notifiers.values() {
-            match &n.kind {
-                NotifierKind::Slack { url, .. } | NotifierKind::Webhook { url } => {
-                    secret_files.push((url, format!("URL of notifier {}", n.name)));
-                }
-                NotifierKind::Email {
-                    password: Some(p), ..
-                } => secret_files.push((p, format!("SMTP password of notifier {}", n.name))),
-                _ => {}
+            if let Some(secret) = &n.secret {
+                secret_files.push((secret, format!("secret of notifier {}", n.name)));
             }
         }
         for (secret, what) in secret_files {

@@ -48,6 +48,43 @@ impl Plan {
         self.hosts.iter().find(|h| h.name == name)
     }
 
+    /// The notifier called `name`, ready to build: relative paths resolved against the
+    /// plan's directory, and an e-mail notifier given the contacts of the plan's customers
+    /// (its own contacts, if any, come first).
+    pub fn notifier_spec(&self, name: &str) -> Option<drp_monitor::NotifierSpec> {
+        use drp_monitor::NotifierSpec;
+        let mut spec = self.notifiers.get(name)?.spec.clone();
+        let resolve = |p: &mut Option<PathBuf>| {
+            if let Some(path) = p {
+                *path = self.dir.join(&*path);
+            }
+        };
+        match &mut spec {
+            NotifierSpec::Slack(s) => resolve(&mut s.url_file),
+            NotifierSpec::Webhook(s) => resolve(&mut s.url_file),
+            NotifierSpec::Email(s) => {
+                resolve(&mut s.password_file);
+                resolve(&mut s.ca_file);
+                for customer in self.customers.values() {
+                    let contacts = s.contacts.entry(customer.name.clone()).or_default();
+                    for (list, extra) in [
+                        (&mut contacts.customer, &customer.contacts.customer),
+                        (&mut contacts.partner, &customer.contacts.partner),
+                    ] {
+                        for address in extra {
+                            if !list.contains(address) {
+                                list.push(address.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            NotifierSpec::Log(s) => s.path = self.dir.join(&s.path),
+            _ => {}
+        }
+        Some(spec)
+    }
+
     /// The spare hosts of `datacenter` that can take `role`, in file order.
     pub fn spares_for<'p>(
         &'p self,
@@ -162,6 +199,8 @@ pub struct Customer {
     pub secret_key: Option<FileRef>,
     /// The secret key's passphrase.
     pub passphrase: Option<SecretRef>,
+    /// Its people and its partners' (told by e-mail notifiers).
+    pub contacts: Contacts,
     /// Where it is defined.
     pub at: Location,
 }
@@ -324,59 +363,11 @@ impl Source {
     }
 }
 
-/// Who is told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Audience {
-    /// The customer whose stack it is.
-    Customer,
-    /// Partners who depend on the stack.
-    Partner,
-    /// The ops team.
-    Team,
-}
+pub use drp_monitor::Audience;
+pub use drp_monitor::notify::Contacts;
 
-impl Audience {
-    /// Every audience, in a fixed order.
-    pub const ALL: [Audience; 3] = [Audience::Team, Audience::Customer, Audience::Partner];
-
-    /// `customer`, `partner`, `team`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Audience::Customer => "customer",
-            Audience::Partner => "partner",
-            Audience::Team => "team",
-        }
-    }
-}
-
-impl fmt::Display for Audience {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// `[stacks.NAME.contacts]`: e-mail addresses per audience.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Contacts {
-    /// The customer's contacts.
-    pub customer: Vec<String>,
-    /// Partners' contacts.
-    pub partner: Vec<String>,
-    /// The team's.
-    pub team: Vec<String>,
-}
-
-impl Contacts {
-    /// The addresses of one audience.
-    pub fn of(&self, audience: Audience) -> &[String] {
-        match audience {
-            Audience::Customer => &self.customer,
-            Audience::Partner => &self.partner,
-            Audience::Team => &self.team,
-        }
-    }
-}
+/// Every audience, in the order the runbook lists them.
+pub const AUDIENCES: [Audience; 3] = [Audience::Team, Audience::Customer, Audience::Partner];
 
 /// Where a command probe runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -388,66 +379,17 @@ pub enum RunOn {
     Local,
 }
 
-/// What a probe checks. Text fields may contain `{host}` (the recovered host's address) and
-/// `{stack}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ProbeKind {
-    /// An HTTP(S) request.
-    Http {
-        /// The URL.
-        url: String,
-        /// The method (default `GET`).
-        method: String,
-    },
-    /// A TCP connection.
-    Tcp {
-        /// Host name or address.
-        host: String,
-        /// Port.
-        port: u16,
-    },
-    /// A command's exit status and output.
-    Command {
-        /// Run by `sh -c`.
-        command: String,
-        /// Where.
-        on: RunOn,
-    },
-    /// A DNS lookup.
-    Dns {
-        /// The name looked up.
-        query: String,
-        /// Record type (default `A`).
-        record: String,
-        /// Resolver `HOST[:PORT]` (default: the system's).
-        server: Option<String>,
-    },
-    /// A TLS handshake (certificate expiry).
-    Tls {
-        /// Host name.
-        host: String,
-        /// Port (default 443).
-        port: u16,
-    },
-}
-
-/// `[[stacks.NAME.probes]]`: says whether a stack is healthy.
-// TODO(monitor): replace with drp-monitor's probe spec once it lands, and check `conditions`
-// with its parser (problems at the condition's own position).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `[stacks.NAME.probes.PROBE]`: says whether a stack is healthy. Text fields (`url`,
+/// `host`, `command`, `name`) may contain `{host}` (the recovered host's address) and
+/// `{stack}`, filled in when the stack is recovered.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Probe {
-    /// Unique within the stack.
+    /// Its key, unique within the stack.
     pub name: String,
-    /// What it checks.
-    pub kind: ProbeKind,
-    /// Gatus-style conditions (`[STATUS] == 200`), all of which must hold.
-    pub conditions: Vec<String>,
-    /// Time between attempts while waiting.
-    pub interval: Duration,
-    /// Time limit of one attempt.
-    pub timeout: Duration,
+    /// What it checks: drp-monitor's probe, conditions already checked.
+    pub spec: drp_monitor::ProbeSpec,
+    /// Where a command probe runs (other kinds run where drp runs).
+    pub on: RunOn,
     /// Where it is defined.
     pub at: Location,
 }
@@ -455,23 +397,55 @@ pub struct Probe {
 impl Probe {
     /// One line for people: `http GET http://{host}:8080/`.
     pub fn describe(&self) -> String {
-        match &self.kind {
-            ProbeKind::Http { url, method } => format!("http {method} {url}"),
-            ProbeKind::Tcp { host, port } => format!("tcp {host}:{port}"),
-            ProbeKind::Command { command, on } => match on {
-                RunOn::Host => format!("command on the host: {command}"),
-                RunOn::Local => format!("command where drp runs: {command}"),
+        use drp_monitor::ProbeSpec;
+        match &self.spec {
+            ProbeSpec::Http(s) => {
+                format!("http {} {}", s.method.as_deref().unwrap_or("GET"), s.url)
+            }
+            ProbeSpec::Tcp(s) => format!("tcp {}:{}", s.host, s.port),
+            ProbeSpec::Command(s) => match self.on {
+                RunOn::Host => format!("command on the host: {}", s.command),
+                RunOn::Local => format!("command where drp runs: {}", s.command),
             },
-            ProbeKind::Dns {
-                query,
-                record,
-                server,
-            } => match server {
-                Some(server) => format!("dns {record} {query} at {server}"),
-                None => format!("dns {record} {query}"),
-            },
-            ProbeKind::Tls { host, port } => format!("tls {host}:{port}"),
+            ProbeSpec::Dns(s) if s.expect.is_empty() => format!("dns {}", s.name),
+            ProbeSpec::Dns(s) => {
+                let expect: Vec<String> = s.expect.iter().map(ToString::to_string).collect();
+                format!("dns {} = {}", s.name, expect.join(", "))
+            }
+            ProbeSpec::Tls(s) => format!("tls {}:{}", s.host, s.port.unwrap_or(443)),
+            other => format!("{other:?}"),
         }
+    }
+
+    /// The conditions that decide, as written, or the kind's default when none are.
+    pub fn effective_conditions(&self) -> Vec<String> {
+        use drp_monitor::ProbeSpec;
+        use drp_monitor::probe::{CommandProbeSpec, HttpProbeSpec, TcpProbeSpec, TlsProbeSpec};
+        if !self.spec.conditions().is_empty() {
+            return self.spec.conditions().to_vec();
+        }
+        let default = match &self.spec {
+            ProbeSpec::Http(_) => HttpProbeSpec::DEFAULT_CONDITION,
+            ProbeSpec::Tcp(_) => TcpProbeSpec::DEFAULT_CONDITION,
+            ProbeSpec::Command(_) => CommandProbeSpec::DEFAULT_CONDITION,
+            ProbeSpec::Tls(_) => TlsProbeSpec::DEFAULT_CONDITION,
+            _ => return Vec::new(),
+        };
+        vec![default.to_string()]
+    }
+
+    /// Time limit of one try.
+    pub fn timeout(&self) -> Duration {
+        use drp_monitor::ProbeSpec;
+        let timeout = match &self.spec {
+            ProbeSpec::Http(s) => s.timeout,
+            ProbeSpec::Tcp(s) => s.timeout,
+            ProbeSpec::Command(s) => s.timeout,
+            ProbeSpec::Dns(s) => s.timeout,
+            ProbeSpec::Tls(s) => s.timeout,
+            _ => None,
+        };
+        timeout.unwrap_or(drp_monitor::probe::DEFAULT_TIMEOUT)
     }
 }
 
@@ -504,9 +478,7 @@ pub struct Stack {
     pub start_commands: Vec<String>,
     /// Probes that must all be healthy.
     pub probes: Vec<Probe>,
-    /// Who to tell.
-    pub contacts: Contacts,
-    /// Notifiers that tell them (the stack's, else the recovery default).
+    /// Notifiers that tell people (the stack's, else the recovery default).
     pub notify: Vec<String>,
     /// An operator approves before the start commands run.
     pub approve_before_start: bool,
@@ -518,78 +490,71 @@ pub struct Stack {
     pub at: Location,
 }
 
-/// How an e-mail notifier secures SMTP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SmtpTls {
-    /// STARTTLS on the submission port.
-    Starttls,
-    /// TLS from the first byte.
-    Tls,
-    /// No encryption (a local relay).
-    None,
-}
-
-/// The kinds of notifier.
-// TODO(monitor): replace with drp-monitor's notifier spec once it lands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum NotifierKind {
-    /// A Slack incoming webhook.
-    Slack {
-        /// The webhook URL (a secret).
-        url: SecretRef,
-        /// Channel override.
-        channel: Option<String>,
-    },
-    /// A JSON POST to any URL.
-    Webhook {
-        /// The URL (a secret: it often carries a token).
-        url: SecretRef,
-    },
-    /// E-mail over SMTP, to the stack's contacts of each audience.
-    Email {
-        /// `HOST:PORT` of the SMTP server.
-        smtp: String,
-        /// Sender address.
-        from: String,
-        /// SMTP user, if it needs a login.
-        username: Option<String>,
-        /// SMTP password.
-        password: Option<SecretRef>,
-        /// Transport security.
-        tls: SmtpTls,
-    },
-    /// Lines appended to a local file.
-    Log {
-        /// The file.
-        path: FileRef,
-    },
-}
-
-impl NotifierKind {
-    /// `slack`, `webhook`, `email`, `log`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            NotifierKind::Slack { .. } => "slack",
-            NotifierKind::Webhook { .. } => "webhook",
-            NotifierKind::Email { .. } => "email",
-            NotifierKind::Log { .. } => "log",
-        }
-    }
-}
-
-/// `[notifiers.NAME]`.
+/// `[[notifiers]]`: drp-monitor's notifier, as in `drp notify test --config` files.
 #[derive(Debug, Clone)]
 pub struct Notifier {
-    /// The key in the plan.
+    /// Its name.
     pub name: String,
-    /// How it delivers.
-    pub kind: NotifierKind,
-    /// The audiences whose messages it delivers.
-    pub audiences: Vec<Audience>,
+    /// The notifier, with relative paths resolved against the plan's directory.
+    pub spec: drp_monitor::NotifierSpec,
+    /// Where its secret (webhook URL, SMTP password) comes from.
+    pub secret: Option<SecretRef>,
     /// Where it is defined.
     pub at: Location,
+}
+
+impl Notifier {
+    /// `slack`, `webhook`, `email`, `log`.
+    pub fn kind(&self) -> &'static str {
+        self.spec.kind()
+    }
+
+    /// Who it tells about a stack of `customer` in `audience`: `Some(addresses)` for e-mail
+    /// (empty if it knows none), `Some([])` for a channel that speaks to that audience,
+    /// `None` if it does not speak to it. `contacts` are the customer's, from the plan.
+    pub fn reaches(
+        &self,
+        audience: Audience,
+        customer: &str,
+        contacts: Option<&Contacts>,
+    ) -> Option<Vec<String>> {
+        use drp_monitor::NotifierSpec;
+        let channel = |audiences: &[Audience], customers: &[String]| {
+            let audiences = if audiences.is_empty() {
+                &[Audience::Team][..]
+            } else {
+                audiences
+            };
+            (audiences.contains(&audience)
+                && (audience == Audience::Team
+                    || customers.is_empty()
+                    || customers.iter().any(|c| c == customer)))
+            .then(Vec::new)
+        };
+        match &self.spec {
+            NotifierSpec::Slack(s) => channel(&s.audiences, &s.customers),
+            NotifierSpec::Webhook(s) => channel(&s.audiences, &s.customers),
+            NotifierSpec::Log(s) => channel(&s.audiences, &[]),
+            NotifierSpec::Email(s) => {
+                let own = s.contacts.get(customer);
+                let addresses: Vec<String> = match audience {
+                    Audience::Team => s.team.clone(),
+                    Audience::Customer => own
+                        .into_iter()
+                        .chain(contacts)
+                        .flat_map(|c| c.customer.iter().cloned())
+                        .collect(),
+                    Audience::Partner => own
+                        .into_iter()
+                        .chain(contacts)
+                        .flat_map(|c| c.partner.iter().cloned())
+                        .collect(),
+                };
+                Some(addresses)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// `[recovery]`.

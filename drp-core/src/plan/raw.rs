@@ -47,6 +47,8 @@ pub(crate) struct RawStorage {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCustomer {
     pub name: Option<String>,
+    #[serde(default)]
+    pub contacts: RawContacts,
     pub certificates: Spanned<Vec<Text>>,
     pub secret_key: Option<Text>,
     pub passphrase_env: Option<Text>,
@@ -151,8 +153,6 @@ pub(crate) struct RawStack {
     pub restore_commands: Vec<String>,
     #[serde(default)]
     pub start_commands: Vec<String>,
-    #[serde(default)]
-    pub contacts: RawContacts,
     pub notify: Option<Vec<Text>>,
     pub approve_before_start: Option<bool>,
     pub step_timeout: Option<PlanDuration>,
@@ -162,6 +162,7 @@ pub(crate) struct RawStack {
 /// The stack keys the loader takes out before deserializing [`RawStack`].
 pub(crate) const STACK_LISTS: &[&str] = &["sources", "probes"];
 
+/// A customer's addresses: its own people, and its partners'.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawContacts {
@@ -169,8 +170,6 @@ pub(crate) struct RawContacts {
     pub customer: Vec<Text>,
     #[serde(default)]
     pub partner: Vec<Text>,
-    #[serde(default)]
-    pub team: Vec<Text>,
 }
 
 /// The table form of a source (the string form is `NAME=PATH` / `NAME=cmd:COMMAND`).
@@ -184,78 +183,69 @@ pub(crate) struct RawSource {
     pub pipe_to: Option<String>,
 }
 
-/// A probe: the keys of every kind; [`PROBE_KEYS`] says which kind takes which.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawProbe {
-    pub name: Text,
-    pub kind: Text,
-    #[serde(default)]
-    pub conditions: Vec<Text>,
-    pub interval: Option<PlanDuration>,
-    pub timeout: Option<PlanDuration>,
-    pub url: Option<Text>,
-    pub method: Option<String>,
-    pub host: Option<Text>,
-    pub port: Option<u16>,
-    pub command: Option<Text>,
-    pub on: Option<Text>,
-    pub query: Option<Text>,
-    pub record: Option<String>,
-    pub server: Option<Text>,
-}
-
-/// Keys every probe takes.
-pub(crate) const PROBE_COMMON_KEYS: &[&str] =
-    &["name", "kind", "conditions", "interval", "timeout"];
-
-/// Probe kinds and their own keys.
-pub(crate) const PROBE_KEYS: &[(&str, &[&str])] = &[
-    ("http", &["url", "method"]),
-    ("tcp", &["host", "port"]),
-    ("command", &["command", "on"]),
-    ("dns", &["query", "record", "server"]),
-    ("tls", &["host", "port"]),
+/// Keys every probe takes (the probe itself is drp-monitor's `ProbeSpec`).
+pub(crate) const PROBE_COMMON_KEYS: &[&str] = &[
+    "kind",
+    "conditions",
+    "timeout",
+    "interval",
+    "failure_threshold",
+    "success_threshold",
 ];
 
-/// A notifier: the keys of every kind; [`NOTIFIER_KEYS`] says which kind takes which.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawNotifier {
-    pub kind: Text,
-    #[serde(default)]
-    pub audiences: Vec<Text>,
-    pub url_env: Option<Text>,
-    pub url_file: Option<Text>,
-    pub channel: Option<String>,
-    pub smtp: Option<Text>,
-    pub from: Option<Text>,
-    pub username: Option<String>,
-    pub password_env: Option<Text>,
-    pub password_file: Option<Text>,
-    pub tls: Option<Text>,
-    pub path: Option<Text>,
-}
+/// Probe kinds and their own keys (drp-monitor's, plus the plan's `on` for commands).
+pub(crate) const PROBE_KEYS: &[(&str, &[&str])] = &[
+    (
+        "http",
+        &["url", "method", "headers", "body", "insecure", "ca_file"],
+    ),
+    ("tcp", &["host", "port"]),
+    ("command", &["command", "on"]),
+    ("dns", &["name", "expect"]),
+    (
+        "tls",
+        &["host", "port", "server_name", "insecure", "ca_file"],
+    ),
+];
 
-/// Keys every notifier takes.
-pub(crate) const NOTIFIER_COMMON_KEYS: &[&str] = &["kind", "audiences"];
+/// Keys every notifier takes (the notifier itself is drp-monitor's `NotifierSpec`).
+pub(crate) const NOTIFIER_COMMON_KEYS: &[&str] = &["name", "kind", "templates"];
 
 /// Notifier kinds and their own keys.
 pub(crate) const NOTIFIER_KEYS: &[(&str, &[&str])] = &[
-    ("slack", &["url_env", "url_file", "channel"]),
-    ("webhook", &["url_env", "url_file"]),
+    (
+        "slack",
+        &["url_env", "url_file", "audiences", "customers", "timeout"],
+    ),
+    (
+        "webhook",
+        &[
+            "url_env",
+            "url_file",
+            "headers",
+            "template",
+            "audiences",
+            "customers",
+            "timeout",
+        ],
+    ),
     (
         "email",
         &[
-            "smtp",
-            "from",
+            "server",
+            "port",
+            "security",
             "username",
             "password_env",
             "password_file",
-            "tls",
+            "from",
+            "team",
+            "contacts",
+            "ca_file",
+            "timeout",
         ],
     ),
-    ("log", &["path"]),
+    ("log", &["path", "audiences"]),
 ];
 
 #[derive(Debug, Deserialize)]
