@@ -360,7 +360,7 @@ pub enum NotifyCommand {
     /// Send a test message through every notifier of a config file (to the team only) and
     /// print, per notifier, whether it was sent. Exit status 1 if any failed.
     #[command(after_help = "\
-The config file holds [[notifier]] tables (kind = slack, webhook, email or log); secrets are \
+The config file holds [[notifiers]] tables (kind = slack, webhook, email or log); secrets are \
 given by reference only (url_env / url_file, password_env / password_file). See the README.")]
     Test {
         /// Notifiers config file (TOML).

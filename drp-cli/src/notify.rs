@@ -24,9 +24,9 @@ async fn test(config: &Path, attempts: u32, json: bool) -> Result<u8, CommandErr
         .map_err(|e| CommandError::message(format!("cannot read {}: {e}", config.display())))?;
     let parsed: NotifiersConfig = toml::from_str(&text)
         .map_err(|e| CommandError::message(format!("{}: {e}", config.display())))?;
-    if parsed.notifier.is_empty() {
+    if parsed.notifiers.is_empty() {
         return Err(CommandError::message(format!(
-            "{}: no [[notifier]] table",
+            "{}: no [[notifiers]] table",
             config.display()
         )));
     }

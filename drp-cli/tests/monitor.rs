@@ -326,8 +326,8 @@ fn notify_test_sends_through_each_notifier_and_reports() {
     let config = write_config(
         dir.path(),
         &format!(
-            "[[notifier]]\nname = \"hook\"\nkind = \"webhook\"\nurl_env = \"DRP_TEST_HOOK_URL\"\n\n\
-             [[notifier]]\nname = \"journal\"\nkind = \"log\"\npath = {log:?}\n"
+            "[[notifiers]]\nname = \"hook\"\nkind = \"webhook\"\nurl_env = \"DRP_TEST_HOOK_URL\"\n\n\
+             [[notifiers]]\nname = \"journal\"\nkind = \"log\"\npath = {log:?}\n"
         ),
     );
     let hook_url = hook.url("/hooks/SECRET-A");
@@ -359,8 +359,8 @@ fn notify_test_sends_through_each_notifier_and_reports() {
     let config = write_config(
         dir.path(),
         &format!(
-            "[[notifier]]\nname = \"broken\"\nkind = \"slack\"\nurl_file = {:?}\n\n\
-             [[notifier]]\nname = \"journal\"\nkind = \"log\"\npath = {log:?}\n",
+            "[[notifiers]]\nname = \"broken\"\nkind = \"slack\"\nurl_file = {:?}\n\n\
+             [[notifiers]]\nname = \"journal\"\nkind = \"log\"\npath = {log:?}\n",
             dir.path().join("broken-url")
         ),
     );
@@ -405,7 +405,7 @@ fn notify_test_refuses_a_config_it_cannot_use() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
-        "[[notifier]]\nname = \"ops\"\nkind = \"slack\"\nurl_env = \"DRP_TEST_UNSET_SLACK\"\n",
+        "[[notifiers]]\nname = \"ops\"\nkind = \"slack\"\nurl_env = \"DRP_TEST_UNSET_SLACK\"\n",
     );
     let out = drp(&["notify", "test", "--config", &config], &[]);
     assert_eq!(out.status.code(), Some(1));
@@ -416,7 +416,7 @@ fn notify_test_refuses_a_config_it_cannot_use() {
 
     let config = write_config(
         dir.path(),
-        "[[notifier]]\nname = \"ops\"\nkind = \"slack\"\nurl = \"https://x\"\n",
+        "[[notifiers]]\nname = \"ops\"\nkind = \"slack\"\nurl = \"https://x\"\n",
     );
     let out = drp(&["notify", "test", "--config", &config], &[]);
     assert_eq!(out.status.code(), Some(1));

@@ -53,7 +53,7 @@ async fn slack_gets_text_and_blocks_and_retries_after_429() {
         &format!("{}\n", server.url("/services/T0/B0/SECRET")),
     );
     let notifications = config(&format!(
-        "[[notifier]]\nname = \"ops\"\nkind = \"slack\"\nurl_file = {:?}\n",
+        "[[notifiers]]\nname = \"ops\"\nkind = \"slack\"\nurl_file = {:?}\n",
         url_file
     ))
     .build(quick_retries(4))
@@ -106,8 +106,8 @@ async fn a_notifier_that_keeps_failing_is_reported_and_others_still_deliver() {
     let url_file = write_file(dir.path(), "hook-url", &failing.url("/hook?token=SECRET"));
     let log = dir.path().join("notifications.jsonl");
     let notifications = config(&format!(
-        "[[notifier]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = {url_file:?}\n\n\
-         [[notifier]]\nname = \"journal\"\nkind = \"log\"\npath = {log:?}\n"
+        "[[notifiers]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = {url_file:?}\n\n\
+         [[notifiers]]\nname = \"journal\"\nkind = \"log\"\npath = {log:?}\n"
     ))
     .build(quick_retries(3))
     .unwrap();
@@ -161,7 +161,7 @@ async fn errors_that_retrying_cannot_fix_are_not_retried() {
     let dir = tempfile::tempdir().unwrap();
     let url_file = write_file(dir.path(), "url", &gone.url("/services/SECRET"));
     let notifications = config(&format!(
-        "[[notifier]]\nname = \"ops\"\nkind = \"slack\"\nurl_file = {url_file:?}\n"
+        "[[notifiers]]\nname = \"ops\"\nkind = \"slack\"\nurl_file = {url_file:?}\n"
     ))
     .build(quick_retries(5))
     .unwrap();
@@ -178,7 +178,7 @@ async fn errors_that_retrying_cannot_fix_are_not_retried() {
         &format!("http://127.0.0.1:{port}/services/SECRET"),
     );
     let notifications = config(&format!(
-        "[[notifier]]\nname = \"ops\"\nkind = \"slack\"\nurl_file = {url_file:?}\n"
+        "[[notifiers]]\nname = \"ops\"\nkind = \"slack\"\nurl_file = {url_file:?}\n"
     ))
     .build(quick_retries(2))
     .unwrap();
@@ -200,14 +200,14 @@ async fn webhook_fills_its_template_with_json_escaped_fields() {
     let url_file = write_file(dir.path(), "url", &server.url("/alerts"));
     let notifications = config(&format!(
         r#"
-        [[notifier]]
+        [[notifiers]]
         name = "pager"
         kind = "webhook"
         url_file = {url_file:?}
         headers = {{ X-Team = "ops" }}
         template = '{{"summary": "{{{{subject}}}}", "run": "{{{{run_id}}}}", "detail": "{{{{error}}}}", "stack": "{{{{stack}}}}"}}'
 
-        [[notifier]]
+        [[notifiers]]
         name = "plain"
         kind = "webhook"
         url_file = {url_file:?}
@@ -253,7 +253,7 @@ async fn channels_reach_customers_only_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let url_file = write_file(dir.path(), "url", &server.url("/"));
     let notifications = config(&format!(
-        "[[notifier]]\nname = \"acme-shared-channel\"\nkind = \"slack\"\nurl_file = {url_file:?}\n\
+        "[[notifiers]]\nname = \"acme-shared-channel\"\nkind = \"slack\"\nurl_file = {url_file:?}\n\
          audiences = [\"customer\"]\ncustomers = [\"acme\"]\n"
     ))
     .build(quick_retries(1))
@@ -299,43 +299,43 @@ fn configs_are_checked_before_anything_is_sent() {
     };
     assert_eq!(
         build(
-            "[[notifier]]\nname = \"ops\"\nkind = \"slack\"\nurl_env = \"DRP_TEST_UNSET_SLACK_URL\"\n"
+            "[[notifiers]]\nname = \"ops\"\nkind = \"slack\"\nurl_env = \"DRP_TEST_UNSET_SLACK_URL\"\n"
         ),
         "notifier 'ops' (slack): environment variable DRP_TEST_UNSET_SLACK_URL is not set"
     );
     assert_eq!(
-        build("[[notifier]]\nname = \"ops\"\nkind = \"slack\"\n"),
+        build("[[notifiers]]\nname = \"ops\"\nkind = \"slack\"\n"),
         "notifier 'ops' (slack): url is required: give url_env = \"VAR\" or url_file = \"/path\""
     );
     assert!(
         build(&format!(
-            "[[notifier]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = {url_file:?}\n\
+            "[[notifiers]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = {url_file:?}\n\
              template = '{{\"text\": {{{{subject}}}}}}'\n"
         ))
         .starts_with("notifier 'hook' (webhook): template: not JSON once filled in")
     );
     assert!(
         build(
-            "[[notifier]]\nname = \"mail\"\nkind = \"email\"\nserver = \"localhost\"\nfrom = \"drp\"\n"
+            "[[notifiers]]\nname = \"mail\"\nkind = \"email\"\nserver = \"localhost\"\nfrom = \"drp\"\n"
         )
         .starts_with("notifier 'mail' (email): from: 'drp' is not an email address")
     );
     assert_eq!(
         build(
-            "[[notifier]]\nname = \"x\"\nkind = \"log\"\npath = \"/tmp/a\"\n\
-             [[notifier]]\nname = \"x\"\nkind = \"log\"\npath = \"/tmp/b\"\n"
+            "[[notifiers]]\nname = \"x\"\nkind = \"log\"\npath = \"/tmp/a\"\n\
+             [[notifiers]]\nname = \"x\"\nkind = \"log\"\npath = \"/tmp/b\"\n"
         ),
         "notifier 'x' (log): another notifier has the same name"
     );
     // Secrets cannot be written inline.
     let error = toml::from_str::<NotifiersConfig>(
-        "[[notifier]]\nname = \"ops\"\nkind = \"slack\"\nurl = \"https://hooks.example/x\"\n",
+        "[[notifiers]]\nname = \"ops\"\nkind = \"slack\"\nurl = \"https://hooks.example/x\"\n",
     )
     .unwrap_err()
     .to_string();
     assert!(error.contains("unknown field `url`"), "{error}");
     let error = toml::from_str::<NotifiersConfig>(
-        "[[notifier]]\nname = \"m\"\nkind = \"email\"\nserver = \"s\"\nfrom = \"a@b.c\"\npassword = \"hunter2\"\n",
+        "[[notifiers]]\nname = \"m\"\nkind = \"email\"\nserver = \"s\"\nfrom = \"a@b.c\"\npassword = \"hunter2\"\n",
     )
     .unwrap_err()
     .to_string();
@@ -352,9 +352,9 @@ fn debug_output_never_shows_a_secret() {
     );
     let password_file = write_file(dir.path(), "password", "SECRET-PASSWORD");
     let notifications = config(&format!(
-        "[[notifier]]\nname = \"ops\"\nkind = \"slack\"\nurl_file = {url_file:?}\n\
-         [[notifier]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = {url_file:?}\n\
-         [[notifier]]\nname = \"mail\"\nkind = \"email\"\nserver = \"smtp.example\"\n\
+        "[[notifiers]]\nname = \"ops\"\nkind = \"slack\"\nurl_file = {url_file:?}\n\
+         [[notifiers]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = {url_file:?}\n\
+         [[notifiers]]\nname = \"mail\"\nkind = \"email\"\nserver = \"smtp.example\"\n\
          username = \"drp\"\npassword_file = {password_file:?}\nfrom = \"drp@example.com\"\n\
          team = [\"ops@example.com\"]\n"
     ))

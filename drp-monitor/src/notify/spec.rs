@@ -2,12 +2,12 @@
 //! given only by reference: `url_env` / `url_file`, `password_env` / `password_file`.
 //!
 //! ```toml
-//! [[notifier]]
+//! [[notifiers]]
 //! name = "ops"
 //! kind = "slack"
 //! url_env = "DRP_SLACK_WEBHOOK"
 //!
-//! [[notifier]]
+//! [[notifiers]]
 //! name = "mail"
 //! kind = "email"
 //! server = "smtp.example.com"
@@ -35,13 +35,13 @@ use crate::secret::{SecretError, SecretSource};
 /// Default time for one HTTP request or SMTP command of a notifier.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The file format: a list of `[[notifier]]` tables.
+/// The file format: a list of `[[notifiers]]` tables, the same as in a recovery plan.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifiersConfig {
-    /// The notifiers.
+    /// The notifiers (`[[notifiers]]`, as in a recovery plan).
     #[serde(default)]
-    pub notifier: Vec<NotifierSpec>,
+    pub notifiers: Vec<NotifierSpec>,
 }
 
 impl NotifiersConfig {
@@ -49,7 +49,7 @@ impl NotifiersConfig {
     pub fn build(&self, retry: RetryPolicy) -> Result<Notifications, NotifierConfigError> {
         let mut notifications = Notifications::new(retry);
         let mut names = BTreeSet::new();
-        for spec in &self.notifier {
+        for spec in &self.notifiers {
             if !names.insert(spec.name()) {
                 return Err(NotifierConfigError {
                     notifier: spec.name().to_owned(),

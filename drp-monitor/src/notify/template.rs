@@ -86,7 +86,7 @@ pub struct TemplateSpec {
     pub body: Option<String>,
 }
 
-/// Per audience, per event kind: `[notifier.templates.customer.stack_recovered]`.
+/// Per audience, per event kind: `[notifiers.templates.customer.stack_recovered]`.
 pub type TemplateSpecs = BTreeMap<Audience, BTreeMap<EventKind, TemplateSpec>>;
 
 /// The messages a notifier sends: the built-in ones, with any overrides.
