@@ -21,7 +21,8 @@ pub enum PlanCommand {
         /// The plan file.
         #[arg(value_name = "FILE", default_value = DEFAULT_PLAN)]
         file: PathBuf,
-        /// Also check that the store answers and every host answers over SSH.
+        /// Also check that the store answers, every host answers over SSH, and every
+        /// notifier delivers (a test message to the team, as `drp notify test` sends).
         #[arg(long)]
         online: bool,
         /// Time limit of each online check, in seconds.
@@ -138,7 +139,7 @@ async fn check(
             plan.notifiers.len(),
             plural(plan.notifiers.len()),
             if online.is_some() {
-                "; store and hosts answer"
+                "; store, hosts and notifiers answer"
             } else {
                 ""
             },

@@ -726,10 +726,61 @@ fn the_runbook_needs_a_valid_plan_but_not_its_keys() {
 
 // --- Online checks -----------------------------------------------------------------------
 
+/// An HTTP server on 127.0.0.1 that answers 200 to every request and keeps the bodies.
+struct Recorder {
+    port: u16,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    fn start() -> Recorder {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&body).into_owned());
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        Recorder { port, bodies }
+    }
+}
+
 #[test]
-fn online_checks_reach_the_store_and_every_host() {
+fn online_checks_reach_the_store_every_host_and_every_notifier() {
     let ws = Workspace::new();
     let server = sshd::Sshd::start();
+    let recorder = Recorder::start();
+    fs::write(
+        ws.path("hook-url"),
+        format!("http://127.0.0.1:{}/hook\n", recorder.port),
+    )
+    .unwrap();
+    fs::write(ws.path("dead-url"), "http://127.0.0.1:1/hook\n").unwrap();
+    let notifiers =
+        "\n[[notifiers]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = \"hook-url\"\n";
+    let dead = "\n[[notifiers]]\nname = \"dead\"\nkind = \"webhook\"\nurl_file = \"dead-url\"\n";
     // spare-1 is a real sshd; web-1 points at a port where nothing listens.
     let plan = ws.base().replace(
         "address = \"root@127.0.0.1:1\"\nroles = [\"app\", \"db\"]",
@@ -739,40 +790,54 @@ fn online_checks_reach_the_store_and_every_host() {
             server.client_key().display(),
             server.known_hosts().display()
         ),
-    );
+    ) + notifiers
+        + dead;
     fs::write(ws.path("plan.toml"), &plan).unwrap();
-    let out = ws.drp(&["plan", "check", "plan.toml", "--online"]);
+    let out = ws.drp(&["plan", "check", "plan.toml", "--online", "--timeout", "20"]);
     assert_eq!(status(&out), 1, "{}", stdout(&out));
     let text = stdout(&out);
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "only web-1 fails:\n{text}");
+    assert_eq!(
+        text.lines().count(),
+        2,
+        "only web-1 and the dead notifier fail:\n{text}"
+    );
     assert_problem(
         &text,
         &at(&plan, "[[hosts]]\nname = \"web-1\"", 0),
         &["host web-1:", "127.0.0.1:1"],
     );
+    assert_problem(&text, &at(&plan, "\"dead\"", 0), &["notifier dead:"]);
 
-    // Without the dead host, everything answers.
-    let plan = plan
+    // With the dead host and notifier gone, everything answers; the working notifier sent
+    // its test message.
+    let before = recorder.bodies.lock().unwrap().len();
+    let ssh = format!(
+        "ssh_key = \"{}\"\nknown_hosts = \"{}\"\n",
+        server.client_key().display(),
+        server.known_hosts().display()
+    );
+    let plan = ws
+        .base()
         .replace(
             "address = \"root@127.0.0.1:1\"",
             &format!("address = \"{}\"", server.target()),
         )
-        .replace(
-            "[datacenters.dc1]",
-            &format!(
-                "[datacenters.dc1]\nssh_key = \"{}\"\nknown_hosts = \"{}\"",
-                server.client_key().display(),
-                server.known_hosts().display()
-            ),
-        );
+        .replace("[datacenters.dc1]\n", &format!("[datacenters.dc1]\n{ssh}"))
+        .replace("[datacenters.dc2]\n", &format!("[datacenters.dc2]\n{ssh}"))
+        + notifiers;
     fs::write(ws.path("plan.toml"), &plan).unwrap();
     let out = ws.drp(&["plan", "check", "plan.toml", "--online"]);
     assert_eq!(status(&out), 0, "{}{}", stdout(&out), stderr(&out));
     assert!(
-        stderr(&out).contains("store and hosts answer"),
+        stderr(&out).contains("store, hosts and notifiers answer"),
         "{}",
         stderr(&out)
+    );
+    let bodies = recorder.bodies.lock().unwrap();
+    assert_eq!(bodies.len(), before + 1, "{bodies:?}");
+    assert!(
+        bodies.last().unwrap().to_lowercase().contains("test"),
+        "{bodies:?}"
     );
 }
 

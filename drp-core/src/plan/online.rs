@@ -1,12 +1,18 @@
-//! `drp plan check --online`: does the store answer, do the hosts answer over SSH? Each
-//! failure is a [`Problem`] at the definition that failed.
+//! `drp plan check --online`: does the store answer, do the hosts answer over SSH, do the
+//! notifiers deliver? Each failure is a [`Problem`] at the definition that failed.
+//!
+//! Notifiers are checked the only way that proves they work: each sends drp-monitor's test
+//! message, once, to the team (as `drp notify test` does); customers and partners are never
+//! written to by a check.
 
 use std::time::Duration;
 
 use drp_provision::{SshTransport, Transport};
 use futures::stream::{self, StreamExt};
 
-use super::{Plan, Problem, ProblemKind};
+use drp_monitor::{Event, Notifications, RetryPolicy};
+
+use super::{Notifier, Plan, Problem, ProblemKind};
 use crate::executor::journal::RUNS_PREFIX;
 
 /// Limits of the online checks.
@@ -28,8 +34,8 @@ impl Default for OnlineOptions {
     }
 }
 
-/// Checks that the store and every host answer. Returns the problems, by position.
-// TODO(monitor): also check that the notifiers answer, once drp-monitor's notifiers land.
+/// Checks that the store and every host answer and every notifier delivers. Returns the
+/// problems, by position.
 pub async fn check_online(plan: &Plan, options: OnlineOptions) -> Vec<Problem> {
     let mut problems = Vec::new();
     if let Some(problem) = check_store(plan, options.timeout).await {
@@ -58,8 +64,52 @@ pub async fn check_online(plan: &Plan, options: OnlineOptions) -> Vec<Problem> {
         .collect()
         .await;
     problems.extend(hosts);
+    for notifier in plan.notifiers.values() {
+        if let Some(problem) = check_notifier(plan, notifier, options.timeout).await {
+            problems.push(problem);
+        }
+    }
     super::problem::sort(&mut problems);
     problems
+}
+
+/// Builds the notifier (reading its secret here) and sends the test message to the team.
+async fn check_notifier(plan: &Plan, notifier: &Notifier, timeout: Duration) -> Option<Problem> {
+    let problem = |kind, message: String| {
+        Some(Problem::error(
+            &plan.file,
+            kind,
+            Some(notifier.at),
+            format!("notifier {}: {message}", notifier.name),
+        ))
+    };
+    let spec = plan.notifier_spec(&notifier.name)?;
+    let built = match spec.build() {
+        Ok(built) => built,
+        Err(e) => return problem(ProblemKind::Environment, e.reason),
+    };
+    let mut notifications = Notifications::new(RetryPolicy {
+        max_attempts: 1,
+        ..RetryPolicy::default()
+    });
+    notifications.add(built);
+    let report = match tokio::time::timeout(timeout, notifications.send(&Event::Test)).await {
+        Ok(report) => report,
+        Err(_) => {
+            return problem(
+                ProblemKind::Unreachable,
+                format!("no answer within {}", super::format_duration(timeout)),
+            );
+        }
+    };
+    let failure = report.failures().next()?;
+    problem(
+        ProblemKind::Unreachable,
+        failure
+            .error
+            .clone()
+            .unwrap_or_else(|| "delivery failed".into()),
+    )
 }
 
 async fn check_store(plan: &Plan, timeout: Duration) -> Option<Problem> {
