@@ -1,17 +1,19 @@
 //! drp-core: where drp's capabilities meet, and the one library both frontends (the `drp` CLI
 //! and the Python package) call.
 //!
-//! It exposes the backup capability ([`backup`]), provisioning ([`provision`]) and their
-//! composition: backups and restores on remote hosts ([`remote`]); recovery plans ([`plan`]:
-//! the file format, its validation, the runbook) and the [`executor`] that runs them
-//! (ordering, parallelism, retries, journal, resume, lock). Drills and reports join them as
-//! they land. Anything both frontends need lives here, never in them.
+//! It exposes the backup capability ([`backup`]), provisioning ([`provision`]) and
+//! monitoring ([`monitor`]), and their compositions: backups and restores on remote hosts
+//! ([`remote`]); recovery plans ([`plan`]: the file format, its validation, the runbook) and
+//! the [`executor`] that runs them (ordering, parallelism, retries, journal, resume, lock).
+//! Drills and reports join them as they land. Anything both frontends need lives here, never
+//! in them.
 
 pub mod executor;
 pub mod plan;
 pub mod remote;
 
 pub use drp_backup as backup;
+pub use drp_monitor as monitor;
 pub use drp_provision as provision;
 
 use std::sync::Arc;

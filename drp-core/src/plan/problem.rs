@@ -30,6 +30,37 @@ impl Location {
     }
 }
 
+/// Maps byte offsets of one text to [`Location`]s in O(log lines), for texts that are asked
+/// many times (a plan of a thousand stacks has tens of thousands of positions).
+#[derive(Debug, Clone)]
+pub(crate) struct LineIndex<'t> {
+    text: &'t str,
+    /// Byte offset where each line starts.
+    starts: Vec<usize>,
+}
+
+impl<'t> LineIndex<'t> {
+    pub(crate) fn new(text: &'t str) -> LineIndex<'t> {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex { text, starts }
+    }
+
+    pub(crate) fn location(&self, offset: usize) -> Location {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.starts.partition_point(|&start| start <= offset);
+        let start = self.starts[line - 1];
+        Location {
+            line,
+            column: self.text[start..offset].chars().count() + 1,
+        }
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.line, self.column)
@@ -202,6 +233,14 @@ mod tests {
             Location::of_offset(text, second_eq),
             Location { line: 2, column: 4 }
         );
+        let index = LineIndex::new(text);
+        for offset in 0..=text.len() + 2 {
+            assert_eq!(
+                index.location(offset),
+                Location::of_offset(text, offset),
+                "{offset}"
+            );
+        }
     }
 
     #[test]
