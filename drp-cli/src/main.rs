@@ -8,6 +8,7 @@ mod notify;
 mod output;
 mod plan;
 mod probe;
+mod recover;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,7 @@ fn run(command: cli::Command) -> Result<u8, output::CommandError> {
             cli::Command::Probe(args) => probe::run(*args).await,
             cli::Command::Notify(command) => notify::run(command).await,
             cli::Command::Plan(command) => plan::run(command).await,
+            cli::Command::Recover(args) => recover::run(args).await,
         }
     })
 }

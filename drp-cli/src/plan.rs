@@ -161,7 +161,7 @@ fn warning_note(warnings: usize) -> String {
 }
 
 /// Writes to standard output; a reader that went away (`| head`) is not an error.
-fn write_stdout(text: &str) -> Result<(), CommandError> {
+pub(crate) fn write_stdout(text: &str) -> Result<(), CommandError> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     match stdout

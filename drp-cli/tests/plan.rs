@@ -859,3 +859,110 @@ fn online_checks_report_a_store_that_does_not_answer() {
         &["store:"],
     );
 }
+
+// --- drp recover --dry-run ---------------------------------------------------------------
+
+/// Every file under `dir`, relative, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_dry_run_shows_snapshots_hosts_and_steps_and_changes_nothing() {
+    let ws = Workspace::new();
+    fs::create_dir_all(ws.path("www")).unwrap();
+    fs::write(ws.path("www/index.html"), "<h1>acme</h1>").unwrap();
+    let store = ws.store_url();
+    let backup = |stack: &str, source: &str, sign: bool| {
+        let mut args = vec![
+            "backup",
+            "create",
+            "--store",
+            &store,
+            "--stack",
+            stack,
+            "--recipient",
+            "keys/acme.pub.asc",
+        ];
+        if sign {
+            args.extend(["--sign-with", "keys/ops.sec.asc"]);
+        }
+        args.push(source);
+        let out = ws.drp(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    let web_snapshot = backup("web", "www=www", true);
+    let db_unsigned = backup("db", "db=cmd:echo data", false);
+    fs::write(ws.path("plan.toml"), ws.base()).unwrap();
+    let before = files_under(&ws.path("store"));
+
+    // db's only snapshot is unsigned while the plan trusts a signer: nothing to restore.
+    let out = ws.drp(&["recover", "--plan", "plan.toml", "--dry-run"]);
+    assert_eq!(status(&out), 1, "{}", stderr(&out));
+    let text = stdout(&out);
+    for expected in [
+        "nothing is changed. 2 stacks from",
+        "wave 1\n  db (customer acme)\n    NO SNAPSHOT: no snapshot is usable",
+        &format!("passed over {db_unsigned}:"),
+        "it is not signed",
+        "wave 2\n  web (customer acme)",
+        &format!("    snapshot {web_snapshot} of "),
+        "1. acquire-host: take the first free spare with role `app` in dc2: spare-1 (root@127.0.0.1:1)",
+        "2. restore:www: restore source `www` (backed up from `/srv/www`) from the newest snapshot that verifies, into `/srv/www` on the host [timeout 15m, 2 retries]",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+    }
+
+    // Once db has a signed snapshot, everything is ready; the JSON says the same.
+    let db_signed = backup("db", "db=cmd:echo data", true);
+    let before_second = files_under(&ws.path("store"));
+    let out = ws.drp(&["recover", "--plan", "plan.toml", "--dry-run", "--json"]);
+    assert_eq!(status(&out), 0, "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["waves"][0][0]["snapshot"]["id"], db_signed.as_str());
+    assert_eq!(json["waves"][0][0]["passed_over"], serde_json::json!([]));
+    assert_eq!(json["waves"][1][0]["snapshot"]["sources"][0][0], "www");
+    assert_eq!(json["waves"][1][0]["steps"][1]["name"], "restore:www");
+
+    // Snapshots after --at are not considered; a selection leaves the others out.
+    let out = ws.drp(&[
+        "recover",
+        "--plan",
+        "plan.toml",
+        "--dry-run",
+        "--stack",
+        "web",
+        "--at",
+        "2000-01-01T00:00:00Z",
+    ]);
+    assert_eq!(status(&out), 1);
+    let text = stdout(&out);
+    assert!(text.contains("1 stack from"), "{text}");
+    assert!(
+        text.contains("NO SNAPSHOT: no snapshot at or before 2000-01-01T00:00:00Z"),
+        "{text}"
+    );
+
+    // Nothing was written to the store by any dry run.
+    assert_eq!(files_under(&ws.path("store")), before_second);
+    assert!(before.len() < before_second.len());
+
+    // Without --dry-run, nothing runs yet, and it says so.
+    let out = ws.drp(&["recover", "--plan", "plan.toml"]);
+    assert_eq!(status(&out), 1);
+    assert!(stderr(&out).contains("--dry-run only"), "{}", stderr(&out));
+}

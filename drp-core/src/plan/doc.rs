@@ -297,7 +297,7 @@ fn write_step(
 }
 
 /// One line: what the step runs.
-fn describe(plan: &Plan, stack: &Stack, step: &StepSpec) -> String {
+pub(crate) fn describe(plan: &Plan, stack: &Stack, step: &StepSpec) -> String {
     match &step.kind {
         StepKind::AcquireHost { role, datacenter } => {
             let spares: Vec<String> = plan

@@ -16,6 +16,7 @@
 
 pub mod compile;
 pub mod doc;
+pub mod dry_run;
 mod duration;
 mod load;
 mod model;
