@@ -1099,14 +1099,7 @@ impl<'t> Loader<'t> {
             .filter_map(|k| string_value(table.get(*k)))
             .collect();
         let spec: drp_monitor::ProbeSpec = self.entity(&context, value)?;
-        let kind = match &spec {
-            drp_monitor::ProbeSpec::Http(_) => drp_monitor::ProbeKind::Http,
-            drp_monitor::ProbeSpec::Tcp(_) => drp_monitor::ProbeKind::Tcp,
-            drp_monitor::ProbeSpec::Command(_) => drp_monitor::ProbeKind::Command,
-            drp_monitor::ProbeSpec::Dns(_) => drp_monitor::ProbeKind::Dns,
-            drp_monitor::ProbeSpec::Tls(_) => drp_monitor::ProbeKind::Tls,
-            _ => return None,
-        };
+        let kind = spec.kind();
         for condition in &conditions {
             self.check_condition(&context, kind, condition);
         }

@@ -436,16 +436,7 @@ impl Probe {
 
     /// Time limit of one try.
     pub fn timeout(&self) -> Duration {
-        use drp_monitor::ProbeSpec;
-        let timeout = match &self.spec {
-            ProbeSpec::Http(s) => s.timeout,
-            ProbeSpec::Tcp(s) => s.timeout,
-            ProbeSpec::Command(s) => s.timeout,
-            ProbeSpec::Dns(s) => s.timeout,
-            ProbeSpec::Tls(s) => s.timeout,
-            _ => None,
-        };
-        timeout.unwrap_or(drp_monitor::probe::DEFAULT_TIMEOUT)
+        self.spec.timeout()
     }
 }
 
