@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use drp_monitor::notify::DeliveryStatus;
-use drp_monitor::{Event, NotifiersConfig, RetryPolicy};
+use drp_core::monitor::notify::DeliveryStatus;
+use drp_core::monitor::{Event, NotifiersConfig, RetryPolicy};
 
 use crate::cli::NotifyCommand;
 use crate::output::{CommandError, print_json};

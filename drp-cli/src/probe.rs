@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use drp_monitor::probe::{
+use drp_core::monitor::probe::{
     CommandProbeSpec, DnsProbeSpec, HttpProbeSpec, ProbeError, TcpProbeSpec, TlsProbeSpec,
 };
-use drp_monitor::{HealthProbe, ProbeResult, ProbeRunner, ProbeSpec, RunnerOptions};
+use drp_core::monitor::{HealthProbe, ProbeResult, ProbeRunner, ProbeSpec, RunnerOptions};
 
 use crate::cli::ProbeArgs;
 use crate::output::{CommandError, print_json};
@@ -37,7 +37,7 @@ pub async fn run(args: ProbeArgs) -> Result<u8, CommandError> {
                             "{}; but not {} healthy results in a row within {}",
                             last.message,
                             args.success_threshold,
-                            drp_monitor::human_duration(wait)
+                            drp_core::monitor::human_duration(wait)
                         );
                     }
                     last
@@ -46,7 +46,7 @@ pub async fn run(args: ProbeArgs) -> Result<u8, CommandError> {
                     return Err(CommandError::message(format!(
                         "{}: no result within {}",
                         probe.target(),
-                        drp_monitor::human_duration(wait)
+                        drp_core::monitor::human_duration(wait)
                     )));
                 }
             }
@@ -162,12 +162,12 @@ fn host_port(target: &str, default_port: Option<u16>) -> Result<(String, u16), S
 
 /// `2s` → 2 seconds (clap value parser).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    drp_monitor::parse_duration(text).map_err(|e| e.to_string())
+    drp_core::monitor::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// A condition, checked when the command line is parsed.
 pub fn parse_condition(text: &str) -> Result<String, String> {
-    drp_monitor::Condition::parse(text)
+    drp_core::monitor::Condition::parse(text)
         .map(|_| text.to_owned())
         .map_err(|e| e.to_string())
 }
