@@ -16,7 +16,7 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 use url::Url;
 
 /// Size of one part of a streamed upload to a cloud store. S3 requires at least 5 MiB for
@@ -82,6 +82,10 @@ pub trait BackupStore: fmt::Debug + fmt::Display + Send + Sync + 'static {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Writes a small object only if nothing is at `key`, atomically (the primitive of
+    /// locks and leases): `Ok(true)` if this call created it, `Ok(false)` if an object was
+    /// already there (left untouched). Of concurrent calls for one key, exactly one wins.
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError>;
 }
 
 /// Convenience methods for every [`BackupStore`].
@@ -321,6 +325,25 @@ impl BackupStore for ObjectBackupStore {
         match self.inner.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.error("delete", key, e)),
+        }
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError> {
+        // PutMode::Create: `O_EXCL`-style link locally, an atomic check in memory, and on S3
+        // `If-None-Match: *` (object_store's default conditional put, `etag`).
+        let path = self.path(key)?;
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .inner
+            .put_opts(&path, PutPayload::from_bytes(data), options)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(self.error("create", key, e)),
         }
     }
 }

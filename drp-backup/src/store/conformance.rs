@@ -13,6 +13,77 @@ pub async fn run(store: &dyn BackupStore) {
     listing_is_by_whole_segment(store).await;
     streamed_upload_of_several_parts(store).await;
     aborted_and_dropped_uploads_leave_nothing(store).await;
+    put_if_absent_creates_once(store).await;
+    racing_creates_have_one_winner(store).await;
+}
+
+async fn put_if_absent_creates_once(store: &dyn BackupStore) {
+    let key = "x/lock";
+    assert!(
+        store
+            .put_if_absent(key, Bytes::from_static(b"first"))
+            .await
+            .unwrap(),
+        "{store}: put_if_absent of a missing object did not create it"
+    );
+    assert!(
+        !store
+            .put_if_absent(key, Bytes::from_static(b"second"))
+            .await
+            .unwrap(),
+        "{store}: put_if_absent over an existing object claimed to create it"
+    );
+    assert_eq!(
+        store.get_bytes(key).await.unwrap(),
+        Bytes::from_static(b"first"),
+        "{store}: put_if_absent replaced an existing object"
+    );
+    store.delete(key).await.unwrap();
+    assert!(
+        store
+            .put_if_absent(key, Bytes::from_static(b"third"))
+            .await
+            .unwrap(),
+        "{store}: put_if_absent after a delete did not create the object"
+    );
+    store.delete(key).await.unwrap();
+}
+
+/// Many creates of one key at once, several rounds: exactly one wins each round, and the
+/// object holds the winner's data.
+async fn racing_creates_have_one_winner(store: &dyn BackupStore) {
+    const RACERS: usize = 8;
+    for round in 0..5 {
+        let key = format!("x/race-{round}");
+        let attempts = (0..RACERS).map(|i| {
+            let key = key.clone();
+            async move {
+                let won = store
+                    .put_if_absent(&key, Bytes::from(format!("racer {i}")))
+                    .await
+                    .unwrap();
+                (i, won)
+            }
+        });
+        let results = futures::future::join_all(attempts).await;
+        let winners: Vec<usize> = results
+            .iter()
+            .filter(|(_, won)| *won)
+            .map(|(i, _)| *i)
+            .collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "{store}: {} of {RACERS} racing creates of {key} won",
+            winners.len()
+        );
+        assert_eq!(
+            store.get_bytes(&key).await.unwrap(),
+            Bytes::from(format!("racer {}", winners[0])),
+            "{store}: {key} does not hold the winner's data"
+        );
+        store.delete(&key).await.unwrap();
+    }
 }
 
 async fn put_get_head_delete(store: &dyn BackupStore) {
