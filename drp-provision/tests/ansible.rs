@@ -68,17 +68,8 @@ fn collecting(runner: AnsibleRunner) -> (AnsibleRunner, Lines) {
     (runner, lines)
 }
 
-const WRITE_PLAYBOOK: &str = r#"
-- name: Prepare the spares
-  hosts: app
-  gather_facts: false
-  tasks:
-    - name: Write the greeting
-      ansible.builtin.copy:
-        dest: "{{ target_dir }}/{{ inventory_hostname }}.txt"
-        content: "{{ greeting }} from {{ inventory_hostname }} in {{ group_names | sort | join(',') }}\n"
-        mode: "0600"
-"#;
+/// The README's example playbook, run for real.
+const WRITE_PLAYBOOK: &str = include_str!("../../examples/ansible/prepare-spare.yml");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn playbook_prepares_real_hosts_over_ssh() {
@@ -138,7 +129,7 @@ async fn playbook_prepares_real_hosts_over_ssh() {
     assert!(
         stdout
             .iter()
-            .any(|l| l.starts_with("TASK [Write the greeting]")),
+            .any(|l| l.starts_with("TASK [Leave a note of who prepared the host")),
         "{stdout:#?}"
     );
     assert!(stdout.contains(&"changed: [spare-1]"), "{stdout:#?}");
