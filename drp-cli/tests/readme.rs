@@ -83,3 +83,26 @@ fn readme_examples_run() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("CREATE TABLE customers"), "{stdout}");
 }
+
+/// The README shows the example Ansible playbook that drp-provision's tests run; the two must
+/// not drift apart (the file may carry extra comment lines).
+#[test]
+fn readme_ansible_example_is_the_tested_playbook() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let playbook =
+        std::fs::read_to_string(format!("{root}/examples/ansible/prepare-spare.yml")).unwrap();
+    let without_comments: String = playbook
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let fence = "```";
+    let shown = readme
+        .split(&format!("{fence}yaml\n"))
+        .skip(1)
+        .map(|rest| rest.split(fence).next().unwrap())
+        .find(|block| block.contains("name: Prepare the spares"))
+        .expect("the README shows the Ansible example in a yaml block");
+    assert_eq!(shown, without_comments);
+}
