@@ -7,15 +7,18 @@ use drp_core::backup::{
     RestoreOptions, RetentionPolicy, SecretKeys, Signer, SnapshotSelector, TrustedSigners,
     open_store,
 };
+use drp_core::backup_plan::{BackupPlanError, SourceHost, StackBackup};
+use drp_core::plan::{self, CheckOptions};
 use serde::Serialize;
 
-use crate::cli::{BackupCommand, HostArgs, KeyArgs, PassphraseArgs, StackArgs};
+use crate::cli::{BackupCommand, HostArgs, KeyArgs, PassphraseArgs, StackArgs, usage_error};
 use crate::output::{CommandError, human_bytes, print_json};
 
 pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
     match command {
         BackupCommand::Create {
             stack,
+            all,
             recipients,
             sign_with,
             sign_passphrase_env,
@@ -26,6 +29,16 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
             host,
             sources,
         } => {
+            if stack.plan.is_some() {
+                if host.host.is_some() {
+                    usage_error(
+                        "--host cannot be used with --plan: the plan says where each stack's \
+                         sources are read (stacks.NAME.host)"
+                            .into(),
+                    );
+                }
+                return create_from_plan(&stack, all, parallel, compression_level, json).await;
+            }
             let repo = open(&stack)?;
             let mut options = CreateOptions::new(sources, Recipients::from_files(&recipients)?);
             if let Some(path) = sign_with {
@@ -46,14 +59,7 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
                 print_json(&SnapshotJson::from(&manifest));
             } else {
                 println!("{}", manifest.snapshot);
-                eprintln!(
-                    "stack {}: snapshot {} stored, {} sources, {} read, {} stored",
-                    manifest.stack,
-                    manifest.snapshot,
-                    manifest.sources.len(),
-                    human_bytes(manifest.plain_bytes()),
-                    human_bytes(manifest.stored_bytes())
-                );
+                print_created(&manifest);
             }
             Ok(())
         }
@@ -72,7 +78,11 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
                 return Ok(());
             }
             if snapshots.is_empty() {
-                eprintln!("stack {}: no snapshots in {}", stack.stack, stack.store);
+                eprintln!(
+                    "stack {}: no snapshots in {}",
+                    repo.stack(),
+                    repo_store_name(&stack)?
+                );
                 return Ok(());
             }
             println!(
@@ -108,7 +118,7 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
             json,
         } => {
             let repo = open(&stack)?;
-            let (secret_keys, trust) = keys.load()?;
+            let (secret_keys, trust) = keys.load(&stack)?;
             let destination = match (to, pipe_to) {
                 (Some(dir), _) => RestoreDestination::Directory(dir),
                 (None, Some(command)) => RestoreDestination::Command(command),
@@ -140,7 +150,7 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
                 }
                 eprintln!(
                     "stack {}: snapshot {} restored{}",
-                    stack.stack,
+                    repo.stack(),
                     report.snapshot,
                     signer_note(report.verified_signer.as_deref())
                 );
@@ -154,7 +164,7 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
             json,
         } => {
             let repo = open(&stack)?;
-            let (secret_keys, trust) = keys.load()?;
+            let (secret_keys, trust) = keys.load(&stack)?;
             let which = (snapshot != "all").then(|| selector(&snapshot));
             let outcomes = repo
                 .verify(which.as_ref(), &secret_keys, trust.as_ref())
@@ -235,7 +245,7 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
             }
             eprintln!(
                 "stack {}: {} kept, {} snapshots and {} interrupted backups {verb}, {} objects",
-                stack.stack,
+                repo.stack(),
                 report.decisions.iter().filter(|d| d.keep).count(),
                 report.decisions.iter().filter(|d| !d.keep).count(),
                 report.orphans.len(),
@@ -246,9 +256,190 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
     }
 }
 
+/// The stack's repository: in the --store, or in the --plan's store.
 fn open(args: &StackArgs) -> Result<Repository, CommandError> {
-    let store: Arc<dyn BackupStore> = open_store(&args.store)?;
-    Ok(Repository::new(store, &args.stack)?)
+    if args.plan.is_some() {
+        return Ok(from_plan(args)?.repository()?);
+    }
+    let store: Arc<dyn BackupStore> = open_store(&store_flag(args))?;
+    Ok(Repository::new(store, stack_flag(args))?)
+}
+
+/// The store URL, for messages.
+fn repo_store_name(args: &StackArgs) -> Result<String, CommandError> {
+    if args.plan.is_some() {
+        return Ok(from_plan(args)?.store_url);
+    }
+    Ok(store_flag(args))
+}
+
+/// --store, else DRP_STORE (without --plan, one of them is required).
+fn store_flag(args: &StackArgs) -> String {
+    args.store
+        .clone()
+        .or_else(|| std::env::var("DRP_STORE").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| {
+            usage_error(
+                "the following required arguments were not provided: --store <URL> (or the \
+                 DRP_STORE environment variable), or --plan <FILE>"
+                    .into(),
+            )
+        })
+}
+
+fn stack_flag(args: &StackArgs) -> &str {
+    match &args.stack {
+        Some(stack) => stack,
+        None => {
+            usage_error("the following required argument was not provided: --stack <NAME>".into())
+        }
+    }
+}
+
+/// The --stack's backup settings in the --plan.
+fn from_plan(args: &StackArgs) -> Result<StackBackup, CommandError> {
+    let plan = load_plan(args)?;
+    Ok(StackBackup::resolve(&plan, stack_flag(args))?)
+}
+
+/// The plan, read without opening its key files: a backup host has certificates only.
+fn load_plan(args: &StackArgs) -> Result<plan::Plan, CommandError> {
+    let path = args.plan.as_ref().expect("called with --plan");
+    plan::load(path, CheckOptions { files: false })
+        .map_err(|e| CommandError::message(e.to_string()))
+}
+
+impl From<BackupPlanError> for CommandError {
+    fn from(e: BackupPlanError) -> Self {
+        match e {
+            // Keeps the exit status of integrity failures.
+            BackupPlanError::Backup(e) => CommandError::Backup(e),
+            other => CommandError::message(other.to_string()),
+        }
+    }
+}
+
+/// `drp backup create --plan FILE (--stack NAME | --all)`: each stack's sources, read on its
+/// host, encrypted to its customer. With --all, a failing stack does not stop the others;
+/// the exit status is 1 if any failed.
+async fn create_from_plan(
+    args: &StackArgs,
+    all: bool,
+    parallel: Option<usize>,
+    compression_level: i32,
+    json: bool,
+) -> Result<(), CommandError> {
+    let plan = load_plan(args)?;
+    let targets = if all {
+        StackBackup::all(&plan)?
+    } else {
+        vec![StackBackup::resolve(&plan, stack_flag(args))?]
+    };
+    let mut results: Vec<PlanCreateJson> = Vec::new();
+    let mut failed = 0;
+    let mut last_error = None;
+    for target in &targets {
+        if target.sources.is_empty() {
+            if !all {
+                return Err(CommandError::message(format!(
+                    "stack {}: the plan gives it no sources to back up",
+                    target.stack
+                )));
+            }
+            eprintln!("stack {}: no sources in the plan, skipped", target.stack);
+            continue;
+        }
+        match create_one(target, parallel, compression_level).await {
+            Ok(manifest) => {
+                if !json {
+                    if all {
+                        println!("{} {}", manifest.stack, manifest.snapshot);
+                    } else {
+                        println!("{}", manifest.snapshot);
+                    }
+                    print_created(&manifest);
+                }
+                results.push(PlanCreateJson {
+                    stack: target.stack.clone(),
+                    host: host_name(target),
+                    snapshot: Some(SnapshotJson::from(&manifest).into_owned()),
+                    error: None,
+                });
+            }
+            Err(error) => {
+                failed += 1;
+                eprintln!("stack {}: backup failed: {error}", target.stack);
+                results.push(PlanCreateJson {
+                    stack: target.stack.clone(),
+                    host: host_name(target),
+                    snapshot: None,
+                    error: Some(error.to_string()),
+                });
+                last_error = Some(error);
+            }
+        }
+    }
+    if json {
+        if all {
+            print_json(&results);
+        } else if let Some(PlanCreateJson {
+            snapshot: Some(snapshot),
+            ..
+        }) = results.first()
+        {
+            print_json(snapshot);
+        }
+    }
+    match (failed, last_error) {
+        (0, _) => Ok(()),
+        (_, Some(error)) if !all => Err(error),
+        (n, _) => Err(CommandError::message(format!(
+            "{n} of {} stacks failed to back up",
+            targets.len()
+        ))),
+    }
+}
+
+async fn create_one(
+    target: &StackBackup,
+    parallel: Option<usize>,
+    compression_level: i32,
+) -> Result<Manifest, CommandError> {
+    let repo = target.repository()?;
+    let mut options = target.create_options()?;
+    if let Some(n) = parallel {
+        options.parallelism = n;
+    }
+    options.compression_level = compression_level;
+    Ok(repo.create(options).await?)
+}
+
+fn host_name(target: &StackBackup) -> String {
+    match &target.host {
+        SourceHost::Local => "local".to_string(),
+        SourceHost::Ssh { name, .. } => name.clone(),
+    }
+}
+
+fn print_created(manifest: &Manifest) {
+    eprintln!(
+        "stack {}: snapshot {} stored, {} sources, {} read, {} stored",
+        manifest.stack,
+        manifest.snapshot,
+        manifest.sources.len(),
+        human_bytes(manifest.plain_bytes()),
+        human_bytes(manifest.stored_bytes())
+    );
+}
+
+/// One stack of `create --plan --all --json`.
+#[derive(Serialize)]
+struct PlanCreateJson {
+    stack: String,
+    /// The plan host its sources were read on (`local`: this machine).
+    host: String,
+    snapshot: Option<OwnedSnapshotJson>,
+    error: Option<String>,
 }
 
 fn selector(text: &str) -> SnapshotSelector {
@@ -270,9 +461,37 @@ fn parse_duration(text: &str) -> Result<jiff::SignedDuration, CommandError> {
 }
 
 impl KeyArgs {
-    fn load(&self) -> Result<(SecretKeys, Option<TrustedSigners>), CommandError> {
+    /// The secret keys and trusted signers: from the flags, or from the --plan (the stack's
+    /// customer's secret key and passphrase, the plan's trusted signers).
+    fn load(
+        &self,
+        stack: &StackArgs,
+    ) -> Result<(SecretKeys, Option<TrustedSigners>), CommandError> {
+        if stack.plan.is_some() {
+            for (flag, given) in [
+                ("--passphrase-env", self.passphrase.passphrase_env.is_some()),
+                (
+                    "--passphrase-file",
+                    self.passphrase.passphrase_file.is_some(),
+                ),
+            ] {
+                if given {
+                    usage_error(format!(
+                        "the argument '{flag}' cannot be used with '--plan <FILE>': the plan \
+                         names the customer's passphrase (customers.NAME.passphrase_env or \
+                         passphrase_file)"
+                    ));
+                }
+            }
+            let target = from_plan(stack)?;
+            return Ok((target.secret_keys()?, target.trusted_signers()?));
+        }
         let passphrase = self.passphrase.load()?;
-        let keys = SecretKeys::from_file(&self.key, passphrase.as_ref())?;
+        let key = self
+            .key
+            .as_ref()
+            .expect("clap requires --key without --plan");
+        let keys = SecretKeys::from_file(key, passphrase.as_ref())?;
         let trust = if self.trust.is_empty() {
             None
         } else {
@@ -303,6 +522,28 @@ impl<'m> From<&'m Manifest> for SnapshotJson<'m> {
             sources: &m.sources,
         }
     }
+}
+
+impl SnapshotJson<'_> {
+    fn into_owned(self) -> OwnedSnapshotJson {
+        OwnedSnapshotJson {
+            snapshot: self.snapshot.to_string(),
+            time: self.time,
+            finished: self.finished,
+            signer: self.signer.map(str::to_string),
+            sources: self.sources.to_vec(),
+        }
+    }
+}
+
+/// [`SnapshotJson`], owned (kept across stacks).
+#[derive(Serialize)]
+struct OwnedSnapshotJson {
+    snapshot: String,
+    time: jiff::Timestamp,
+    finished: jiff::Timestamp,
+    signer: Option<String>,
+    sources: Vec<drp_core::backup::SourceRecord>,
 }
 
 #[derive(Serialize)]

@@ -84,17 +84,25 @@ pub struct PassphraseArgs {
     pub passphrase_file: Option<PathBuf>,
 }
 
-/// The store and the stack every backup command works on.
+/// The store and the stack every backup command works on: given by flags, or taken from a
+/// recovery plan.
 #[derive(Debug, Args, Clone)]
 pub struct StackArgs {
     /// Store URL: file:///path (local directory) or s3://bucket/prefix (endpoint, region and
     /// credentials from AWS_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-    /// AWS_ALLOW_HTTP).
-    #[arg(long, env = "DRP_STORE", value_name = "URL")]
-    pub store: String,
+    /// AWS_ALLOW_HTTP). Default: the DRP_STORE environment variable (ignored with --plan).
+    // DRP_STORE is read by the command, not by clap: clap would count it as given and refuse
+    // it beside --plan.
+    #[arg(long, value_name = "URL", conflicts_with = "plan")]
+    pub store: Option<String>,
     /// Stack (customer service stack) name.
     #[arg(long, value_name = "NAME")]
-    pub stack: String,
+    pub stack: Option<String>,
+    /// Take the store, the keys (the stack's customer's certificates and secret key, the
+    /// plan's escrow, signing and trusted keys), the sources and the host they are read on
+    /// from this recovery plan instead of flags.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,11 +120,19 @@ Example:
     Create {
         #[command(flatten)]
         stack: StackArgs,
+        /// Back up every stack of the --plan (each from its own host).
+        #[arg(long, requires = "plan", conflicts_with = "stack")]
+        all: bool,
         /// Certificate file to encrypt to (repeatable; a file may hold several certificates).
-        #[arg(long = "recipient", value_name = "CERT", required = true)]
+        #[arg(
+            long = "recipient",
+            value_name = "CERT",
+            required_unless_present = "plan",
+            conflicts_with = "plan"
+        )]
         recipients: Vec<PathBuf>,
         /// Secret key that signs the manifest (the ops signing key).
-        #[arg(long, value_name = "SECKEY")]
+        #[arg(long, value_name = "SECKEY", conflicts_with = "plan")]
         sign_with: Option<PathBuf>,
         /// Environment variable holding the --sign-with key's passphrase.
         #[arg(
@@ -140,8 +156,13 @@ Example:
         json: bool,
         #[command(flatten)]
         host: HostArgs,
-        /// NAME=PATH or NAME=cmd:COMMAND.
-        #[arg(value_name = "SOURCE", required = true, value_parser = parse_source)]
+        /// NAME=PATH or NAME=cmd:COMMAND (with --plan: the stack's sources in the plan).
+        #[arg(
+            value_name = "SOURCE",
+            required_unless_present = "plan",
+            conflicts_with = "plan",
+            value_parser = parse_source
+        )]
         sources: Vec<SourceSpec>,
     },
     /// List a stack's snapshots, newest first.
@@ -263,12 +284,17 @@ pub struct HostArgs {
 #[derive(Debug, Args, Clone)]
 pub struct KeyArgs {
     /// The stack's secret key file (from `drp keys generate` or `gpg --export-secret-keys`).
-    #[arg(long, value_name = "SECKEY")]
-    pub key: PathBuf,
+    #[arg(
+        long,
+        value_name = "SECKEY",
+        required_unless_present = "plan",
+        conflicts_with = "plan"
+    )]
+    pub key: Option<PathBuf>,
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
     /// Require the manifest to be signed by this certificate (repeatable: any of them).
-    #[arg(long = "trust", value_name = "CERT")]
+    #[arg(long = "trust", value_name = "CERT", conflicts_with = "plan")]
     pub trust: Vec<PathBuf>,
 }
 

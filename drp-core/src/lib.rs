@@ -8,6 +8,7 @@
 //! Drills and reports join them as they land. Anything both frontends need lives here, never
 //! in them.
 
+pub mod backup_plan;
 pub mod executor;
 pub mod plan;
 pub mod remote;
