@@ -520,3 +520,35 @@ restore_to = "/srv/remote"
     // The command ran in an SSH session: SSH_CONNECTION has its 4 fields.
     assert_eq!(fs::read_to_string(ws.path("out/who")).unwrap().trim(), "4");
 }
+
+#[test]
+fn backups_are_also_encrypted_to_the_plans_escrow_certificates() {
+    let ws = Workspace::new("");
+    let plan = fs::read_to_string(ws.path("plan.toml")).unwrap().replace(
+        "trust = [\"keys/ops.pub.asc\"]\n",
+        "trust = [\"keys/ops.pub.asc\"]\nescrow = [\"keys/ops.pub.asc\"]\n",
+    );
+    fs::write(ws.path("plan.toml"), plan).unwrap();
+    ws.ok(&[
+        "backup",
+        "create",
+        "--plan",
+        "plan.toml",
+        "--stack",
+        "globex",
+    ]);
+    // The ops key opens globex's backup: it was an escrow recipient.
+    ws.ok(&[
+        "backup",
+        "restore",
+        "--store",
+        &format!("file://{}", ws.path("store").display()),
+        "--stack",
+        "globex",
+        "--key",
+        "keys/ops.sec.asc",
+        "--to",
+        "escrowed",
+    ]);
+    diff(&ws.path("data/globex"), &ws.path("escrowed/ledger"));
+}
