@@ -1,1 +1,89 @@
-//! drp-py
+//! `drp._drp`: the native half of the `drp` Python package (the pure-Python half, with the
+//! exception classes, the stubs and the docs, is `drp-py/python/drp/`).
+//!
+//! Thin by design: every call parses its arguments, calls drp-core, and turns the result into
+//! plain Python data (dicts, lists, strings, numbers) through serde. Work runs on one shared
+//! tokio runtime with the GIL released, so other Python threads run meanwhile. Errors become
+//! the exception class of their kind (`drp.errors`), with the message the CLI prints.
+
+mod backup;
+mod errors;
+mod keys;
+mod plan;
+mod probe;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use pyo3::prelude::*;
+use serde::Serialize;
+
+pub(crate) use errors::Failure;
+
+/// The one tokio runtime every call of the process shares (worker threads start on the
+/// first call).
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("drp-py")
+            .build()
+            .expect("cannot start the tokio runtime")
+    })
+}
+
+/// Runs the future `work` makes to completion on the shared runtime with the GIL released,
+/// then turns its outcome into Python data or the exception of its kind. (The future is made
+/// on the releasing thread, so it need not be `Send` itself: only what it is made from.)
+pub(crate) fn run<T, F, W>(py: Python<'_>, work: W) -> PyResult<Py<PyAny>>
+where
+    T: Serialize + Send,
+    F: Future<Output = Result<T, Failure>>,
+    W: FnOnce() -> F + Send,
+{
+    let outcome = py.detach(|| runtime().block_on(work()));
+    match outcome {
+        Ok(value) => to_python(py, &value),
+        Err(failure) => Err(failure.into_pyerr(py)),
+    }
+}
+
+/// Like [`run`] for work that blocks (no future).
+pub(crate) fn run_blocking<T, F>(py: Python<'_>, work: F) -> PyResult<Py<PyAny>>
+where
+    T: Serialize + Send,
+    F: FnOnce() -> Result<T, Failure> + Send,
+{
+    match py.detach(work) {
+        Ok(value) => to_python(py, &value),
+        Err(failure) => Err(failure.into_pyerr(py)),
+    }
+}
+
+/// Any serializable value as plain Python data.
+pub(crate) fn to_python<T: Serialize + ?Sized>(py: Python<'_>, value: &T) -> PyResult<Py<PyAny>> {
+    Ok(pythonize::pythonize(py, value)?.unbind())
+}
+
+/// Paths as the user gave them (`str` or `os.PathLike`).
+pub(crate) type PathArg = PathBuf;
+
+/// The native module. Its functions are re-exported, documented, by the `drp` package.
+#[pymodule]
+fn _drp(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(plan::load_plan, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::check_plan, m)?)?;
+    m.add_function(wrap_pyfunction!(keys::keys_generate, m)?)?;
+    m.add_function(wrap_pyfunction!(keys::keys_list, m)?)?;
+    m.add_function(wrap_pyfunction!(backup::backup_create, m)?)?;
+    m.add_function(wrap_pyfunction!(backup::backup_preview, m)?)?;
+    m.add_function(wrap_pyfunction!(backup::backup_list, m)?)?;
+    m.add_function(wrap_pyfunction!(backup::backup_verify, m)?)?;
+    m.add_function(wrap_pyfunction!(backup::backup_restore, m)?)?;
+    m.add_function(wrap_pyfunction!(backup::backup_prune, m)?)?;
+    m.add_function(wrap_pyfunction!(probe::probe, m)?)?;
+    Ok(())
+}
