@@ -5,16 +5,78 @@ use std::sync::Arc;
 
 use drp_core::backup::manifest::validate_name;
 use drp_core::backup::{
-    BackupStore, CreateOptions, LocalHost, Manifest, Recipients, Repository, RestoreDestination,
+    BackupStore, CreateOptions, Manifest, Recipients, Repository, RestoreDestination,
     RestoreOptions, RetentionPolicy, SecretKeys, Signer, SnapshotSelector, SourceOrigin,
     SourceSpec, TrustedSigners, open_store,
 };
+use drp_core::backup_plan::{BackupPlanError, StackBackup};
+use drp_core::plan::CheckOptions;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use serde_json::{Value, json};
 
 use crate::keys::passphrase;
 use crate::{Failure, PathArg, run, run_blocking};
+
+/// Where a call's settings come from: arguments, or a recovery plan's stack
+/// (`plan=FILE, stack=NAME`: store, certificates, signing key, sources and their host, secret
+/// key, passphrase references and trusted signers, resolved by drp-core as for `drp backup
+/// --plan`).
+enum Settings {
+    Args { store: String, stack: String },
+    Plan(Box<StackBackup>),
+}
+
+impl Settings {
+    /// `replaced` names the arguments given that the plan would replace: with `plan`, any of
+    /// them is an error (as the CLI's flags are).
+    fn new(
+        store: Option<String>,
+        stack: Option<String>,
+        plan: Option<PathBuf>,
+        replaced: &[(&str, bool)],
+    ) -> Result<Settings, Failure> {
+        let stack = stack.ok_or_else(|| Failure::invalid("`stack` is required"))?;
+        let Some(plan) = plan else {
+            let store = store.ok_or_else(|| Failure::invalid("give `store` (or `plan`)"))?;
+            return Ok(Settings::Args { store, stack });
+        };
+        let given = std::iter::once(("store", store.is_some()))
+            .chain(replaced.iter().copied())
+            .filter(|(_, given)| *given)
+            .map(|(name, _)| format!("`{name}`"))
+            .collect::<Vec<_>>();
+        if !given.is_empty() {
+            return Err(Failure::invalid(format!(
+                "{} cannot be used with `plan`: the plan gives them for stack {stack}",
+                given.join(", ")
+            )));
+        }
+        let loaded = drp_core::plan::load(&plan, CheckOptions { files: false })
+            .map_err(|e| crate::plan::plan_failure(&plan, e))?;
+        let resolved = StackBackup::resolve(&loaded, &stack).map_err(|e| match e {
+            BackupPlanError::Backup(e) => Failure::from(e),
+            BackupPlanError::Plan(e) => crate::plan::plan_failure(&plan, e),
+            BackupPlanError::NoSecretKey { .. } => Failure::new("DrpKeyError", e.to_string()),
+            other => Failure::new("DrpError", other.to_string()),
+        })?;
+        Ok(Settings::Plan(Box::new(resolved)))
+    }
+
+    fn repository(&self) -> Result<Repository, Failure> {
+        match self {
+            Settings::Args { store, stack } => open(store, stack),
+            Settings::Plan(resolved) => resolved.repository().map_err(plan_error),
+        }
+    }
+}
+
+fn plan_error(e: BackupPlanError) -> Failure {
+    match e {
+        BackupPlanError::Backup(e) => Failure::from(e),
+        other => Failure::new("DrpKeyError", other.to_string()),
+    }
+}
 
 /// `sources` as `drp backup create` takes them: a dict `{NAME: PATH}` (a value
 /// `"cmd:COMMAND"` is a command) or a list of `"NAME=PATH"` / `"NAME=cmd:COMMAND"`.
@@ -50,14 +112,6 @@ fn selector(text: &str) -> SnapshotSelector {
     text.parse().expect("parsing a selector cannot fail")
 }
 
-fn trust(paths: &[PathBuf]) -> Result<Option<TrustedSigners>, Failure> {
-    Ok(if paths.is_empty() {
-        None
-    } else {
-        Some(TrustedSigners::from_files(paths)?)
-    })
-}
-
 /// A snapshot as `drp backup create --json` and `list --json` print it, plus `stack` and
 /// the totals `plain_bytes` and `stored_bytes`.
 fn snapshot_json(m: &Manifest) -> Value {
@@ -76,36 +130,41 @@ fn snapshot_json(m: &Manifest) -> Value {
 /// Backs up `sources` of `stack` into a new snapshot in the store at URL `store`
 /// (`file:///...`, `s3://bucket/prefix`), encrypted to every certificate in `recipients`,
 /// like `drp backup create`. `sign_with` is the ops secret key that signs the manifest (its
-/// passphrase by `sign_passphrase_env`/`sign_passphrase_file`). Returns the snapshot:
-/// `snapshot` (its id), `time`, `finished`, `signer`, `plain_bytes`, `stored_bytes` and
-/// `sources` (`name`, `kind`, `object`, `plain_bytes`, `stored_bytes`, `sha256`). On any
-/// failure nothing of the snapshot becomes visible.
+/// passphrase by `sign_passphrase_env`/`sign_passphrase_file`). With `plan=FILE` instead, the
+/// plan's stack gives the store, sources (read on the stack's host), certificates and signing
+/// key. Returns the snapshot: `stack`, `snapshot` (its id), `time`, `finished`, `signer`,
+/// `plain_bytes`, `stored_bytes` and `sources` (`name`, `kind`, `object`, `plain_bytes`,
+/// `stored_bytes`, `sha256`). On any failure nothing of the snapshot becomes visible.
 #[pyfunction]
-#[pyo3(signature = (store, stack, sources, recipients, *, sign_with=None,
-    sign_passphrase_env=None, sign_passphrase_file=None, parallelism=None,
+#[pyo3(signature = (store=None, stack=None, sources=None, recipients=None, *, plan=None,
+    sign_with=None, sign_passphrase_env=None, sign_passphrase_file=None, parallelism=None,
     compression_level=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn backup_create(
     py: Python<'_>,
-    store: String,
-    stack: String,
-    sources: &Bound<'_, PyAny>,
-    recipients: Vec<PathArg>,
+    store: Option<String>,
+    stack: Option<String>,
+    sources: Option<&Bound<'_, PyAny>>,
+    recipients: Option<Vec<PathArg>>,
+    plan: Option<PathArg>,
     sign_with: Option<PathArg>,
     sign_passphrase_env: Option<String>,
     sign_passphrase_file: Option<PathArg>,
     parallelism: Option<usize>,
     compression_level: Option<i32>,
 ) -> PyResult<Py<PyAny>> {
-    let specs = source_specs(sources)?;
+    let specs = sources.map(source_specs).transpose()?;
     run(py, move || async move {
-        let repo = open(&store, &stack)?;
-        let mut options = CreateOptions::new(parse_sources(&specs)?, load_recipients(&recipients)?);
-        options.signer = load_signer(
-            sign_with.as_deref(),
-            sign_passphrase_env.as_deref(),
-            sign_passphrase_file.as_deref(),
-        )?;
+        let args = ArgsForCreate {
+            specs,
+            recipients,
+            sign_with,
+            sign_passphrase_env,
+            sign_passphrase_file,
+        };
+        let settings = Settings::new(store, stack, plan, &args.replaced())?;
+        let repo = settings.repository()?;
+        let mut options = args.create_options(&settings)?;
         if let Some(n) = parallelism {
             options.parallelism = n;
         }
@@ -117,8 +176,48 @@ pub fn backup_create(
     })
 }
 
-fn load_recipients(paths: &[PathBuf]) -> Result<Recipients, Failure> {
-    Ok(Recipients::from_files(paths)?)
+/// The arguments of a backup that a plan replaces.
+struct ArgsForCreate {
+    specs: Option<Vec<String>>,
+    recipients: Option<Vec<PathBuf>>,
+    sign_with: Option<PathBuf>,
+    sign_passphrase_env: Option<String>,
+    sign_passphrase_file: Option<PathBuf>,
+}
+
+impl ArgsForCreate {
+    fn replaced(&self) -> [(&'static str, bool); 5] {
+        [
+            ("sources", self.specs.is_some()),
+            ("recipients", self.recipients.is_some()),
+            ("sign_with", self.sign_with.is_some()),
+            ("sign_passphrase_env", self.sign_passphrase_env.is_some()),
+            ("sign_passphrase_file", self.sign_passphrase_file.is_some()),
+        ]
+    }
+
+    /// Sources, recipients, signer and host: from the arguments or from the plan.
+    fn create_options(&self, settings: &Settings) -> Result<CreateOptions, Failure> {
+        if let Settings::Plan(resolved) = settings {
+            return resolved.create_options().map_err(plan_error);
+        }
+        let specs = self
+            .specs
+            .as_ref()
+            .ok_or_else(|| Failure::invalid("give `sources` (or `plan`)"))?;
+        let recipients = self
+            .recipients
+            .as_ref()
+            .ok_or_else(|| Failure::invalid("give `recipients` (or `plan`)"))?;
+        let mut options =
+            CreateOptions::new(parse_sources(specs)?, Recipients::from_files(recipients)?);
+        options.signer = load_signer(
+            self.sign_with.as_deref(),
+            self.sign_passphrase_env.as_deref(),
+            self.sign_passphrase_file.as_deref(),
+        )?;
+        Ok(options)
+    }
 }
 
 fn load_signer(
@@ -135,33 +234,47 @@ fn load_signer(
 
 /// What `backup_create` with the same arguments would back up, without reading or writing
 /// any data and without touching the store: checks the stack name, every source (a path must
-/// exist and be a directory or a file), the recipients' certificates and the signing key.
-/// Returns `stack`, `store`, `sources` (`name`, `kind`: `directory`, `file` or `command`,
-/// and `path` or `command`), `recipients` and `signer` (fingerprints). For check modes.
+/// exist on the sources' host and be a directory or a file), the recipients' certificates
+/// and the signing key. Returns `stack`, `store`, `sources` (`name`, `kind`: `directory`,
+/// `file` or `command`, and `path` or `command`), `recipients` and `signer` (fingerprints).
+/// For check modes.
 #[pyfunction]
-#[pyo3(signature = (store, stack, sources, recipients, *, sign_with=None,
-    sign_passphrase_env=None, sign_passphrase_file=None))]
+#[pyo3(signature = (store=None, stack=None, sources=None, recipients=None, *, plan=None,
+    sign_with=None, sign_passphrase_env=None, sign_passphrase_file=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn backup_preview(
     py: Python<'_>,
-    store: String,
-    stack: String,
-    sources: &Bound<'_, PyAny>,
-    recipients: Vec<PathArg>,
+    store: Option<String>,
+    stack: Option<String>,
+    sources: Option<&Bound<'_, PyAny>>,
+    recipients: Option<Vec<PathArg>>,
+    plan: Option<PathArg>,
     sign_with: Option<PathArg>,
     sign_passphrase_env: Option<String>,
     sign_passphrase_file: Option<PathArg>,
 ) -> PyResult<Py<PyAny>> {
-    let specs = source_specs(sources)?;
+    let specs = sources.map(source_specs).transpose()?;
     run_blocking(py, move || {
+        let args = ArgsForCreate {
+            specs,
+            recipients,
+            sign_with,
+            sign_passphrase_env,
+            sign_passphrase_file,
+        };
+        let settings = Settings::new(store, stack, plan, &args.replaced())?;
+        let (store, stack) = match &settings {
+            Settings::Args { store, stack } => (store.clone(), stack.clone()),
+            Settings::Plan(resolved) => (resolved.store_url.clone(), resolved.stack.clone()),
+        };
         validate_name("stack", &stack)?;
-        let sources = parse_sources(&specs)?;
-        if sources.is_empty() {
+        let options = args.create_options(&settings)?;
+        if options.sources.is_empty() {
             return Err(Failure::invalid("invalid source \"\": no sources given"));
         }
         let mut listed = Vec::new();
-        for spec in &sources {
-            let kind = spec.kind(&LocalHost, &stack)?;
+        for spec in &options.sources {
+            let kind = spec.kind(options.host.as_ref(), &stack)?;
             let mut entry = json!({"name": spec.name, "kind": kind});
             match &spec.origin {
                 SourceOrigin::Path(path) => entry["path"] = json!(path),
@@ -169,28 +282,30 @@ pub fn backup_preview(
             }
             listed.push(entry);
         }
-        let recipients = load_recipients(&recipients)?;
-        let signer = load_signer(
-            sign_with.as_deref(),
-            sign_passphrase_env.as_deref(),
-            sign_passphrase_file.as_deref(),
-        )?;
         Ok(json!({
             "stack": stack,
             "store": store,
+            "host": options.host.to_string(),
             "sources": listed,
-            "recipients": recipients.fingerprints(),
-            "signer": signer.as_ref().map(Signer::fingerprint),
+            "recipients": options.recipients.fingerprints(),
+            "signer": options.signer.as_ref().map(Signer::fingerprint),
         }))
     })
 }
 
-/// The snapshots of `stack` in `store`, oldest first, like `drp backup list --json`: each as
-/// `backup_create` returns it, plus `signed` (whether a signature object exists).
+/// The snapshots of `stack` in `store` (or in the store of `plan`), oldest first, like `drp
+/// backup list --json`: each as `backup_create` returns it, plus `signed` (whether a
+/// signature object exists).
 #[pyfunction]
-pub fn backup_list(py: Python<'_>, store: String, stack: String) -> PyResult<Py<PyAny>> {
+#[pyo3(signature = (store=None, stack=None, *, plan=None))]
+pub fn backup_list(
+    py: Python<'_>,
+    store: Option<String>,
+    stack: Option<String>,
+    plan: Option<PathArg>,
+) -> PyResult<Py<PyAny>> {
     run(py, move || async move {
-        let repo = open(&store, &stack)?;
+        let repo = Settings::new(store, stack, plan, &[])?.repository()?;
         let snapshots = repo.snapshots().await?;
         Ok(snapshots
             .iter()
@@ -203,35 +318,85 @@ pub fn backup_list(py: Python<'_>, store: String, stack: String) -> PyResult<Py<
     })
 }
 
+/// The secret keys and trusted signers of a restore or verification: from the arguments,
+/// or the customer's secret key, passphrase reference and the trusted signers of the plan.
+struct KeyArgs {
+    key: Option<PathBuf>,
+    passphrase_env: Option<String>,
+    passphrase_file: Option<PathBuf>,
+    trust: Vec<PathBuf>,
+}
+
+impl KeyArgs {
+    fn replaced(&self) -> [(&'static str, bool); 4] {
+        [
+            ("key", self.key.is_some()),
+            ("passphrase_env", self.passphrase_env.is_some()),
+            ("passphrase_file", self.passphrase_file.is_some()),
+            ("trust", !self.trust.is_empty()),
+        ]
+    }
+
+    fn load(&self, settings: &Settings) -> Result<(SecretKeys, Option<TrustedSigners>), Failure> {
+        if let Settings::Plan(resolved) = settings {
+            let keys = resolved.secret_keys().map_err(plan_error)?;
+            return Ok((keys, resolved.trusted_signers().map_err(plan_error)?));
+        }
+        let key = self
+            .key
+            .as_ref()
+            .ok_or_else(|| Failure::invalid("give `key` (or `plan`)"))?;
+        let passphrase = passphrase(
+            self.passphrase_env.as_deref(),
+            self.passphrase_file.as_deref(),
+        )?;
+        let keys = SecretKeys::from_file(key, passphrase.as_ref())?;
+        let trust = if self.trust.is_empty() {
+            None
+        } else {
+            Some(TrustedSigners::from_files(&self.trust)?)
+        };
+        Ok((keys, trust))
+    }
+}
+
 /// Reads snapshots back in full (hashes, signature when `trust` names signer certificates,
 /// OpenPGP integrity, decompression) and writes nothing, like `drp backup verify`.
 /// `snapshot` is an id, a unique prefix of one, `"latest"` or `"all"`. `key` is the stack's
-/// secret key (its passphrase by `passphrase_env`/`passphrase_file`). Returns one dict per
-/// snapshot, newest first: `snapshot`, `ok`, `error`, `verified_signer`, `sources`. If any
-/// snapshot fails, raises: with one snapshot asked for, its own error (e.g.
-/// `IntegrityError`, `DrpKeyError`); with several, `IntegrityError` whose `results` hold
-/// the per-snapshot outcomes.
+/// secret key (its passphrase by `passphrase_env`/`passphrase_file`); with `plan`, the plan
+/// gives the store, the key and the trusted signers. Returns one dict per snapshot, newest
+/// first: `snapshot`, `ok`, `error`, `verified_signer`, `sources`. If any snapshot fails,
+/// raises: with one snapshot asked for, its own error (e.g. `IntegrityError`,
+/// `DrpKeyError`); with several, `IntegrityError` whose `results` hold the per-snapshot
+/// outcomes.
 #[pyfunction]
-#[pyo3(signature = (store, stack, key, *, snapshot="latest".to_string(), passphrase_env=None,
-    passphrase_file=None, trust=Vec::new()),
-    text_signature = "(store, stack, key, *, snapshot='latest', passphrase_env=None, \
-    passphrase_file=None, trust=())")]
+#[pyo3(signature = (store=None, stack=None, key=None, *, plan=None,
+    snapshot="latest".to_string(), passphrase_env=None, passphrase_file=None,
+    trust=Vec::new()),
+    text_signature = "(store=None, stack=None, key=None, *, plan=None, snapshot='latest', \
+    passphrase_env=None, passphrase_file=None, trust=())")]
 #[allow(clippy::too_many_arguments)]
 pub fn backup_verify(
     py: Python<'_>,
-    store: String,
-    stack: String,
-    key: PathArg,
+    store: Option<String>,
+    stack: Option<String>,
+    key: Option<PathArg>,
+    plan: Option<PathArg>,
     snapshot: String,
     passphrase_env: Option<String>,
     passphrase_file: Option<PathArg>,
     trust: Vec<PathArg>,
 ) -> PyResult<Py<PyAny>> {
     run(py, move || async move {
-        let repo = open(&store, &stack)?;
-        let passphrase = passphrase(passphrase_env.as_deref(), passphrase_file.as_deref())?;
-        let keys = SecretKeys::from_file(&key, passphrase.as_ref())?;
-        let trust = trust_signers(&trust)?;
+        let key_args = KeyArgs {
+            key,
+            passphrase_env,
+            passphrase_file,
+            trust,
+        };
+        let settings = Settings::new(store, stack, plan, &key_args.replaced())?;
+        let repo = settings.repository()?;
+        let (keys, trust) = key_args.load(&settings)?;
         let which = (snapshot != "all").then(|| selector(&snapshot));
         let outcomes = repo.verify(which.as_ref(), &keys, trust.as_ref()).await?;
         let results: Vec<Value> = outcomes
@@ -273,28 +438,27 @@ pub fn backup_verify(
     })
 }
 
-fn trust_signers(paths: &[PathBuf]) -> Result<Option<TrustedSigners>, Failure> {
-    trust(paths)
-}
-
 /// Restores a snapshot of `stack`, like `drp backup restore`: into the directory `to` (a
 /// directory source becomes `TO/NAME/`, others the file `TO/NAME`; an existing `TO/NAME` is
 /// an error, never overwritten) or, for exactly one source, into the standard input of
 /// `sh -c PIPE_TO`. `snapshot` is an id, a unique prefix or `"latest"`; `sources` picks
 /// sources (default all); `trust` makes an unsigned or foreign-signed manifest an
-/// `IntegrityError`. Everything is checked before anything is moved into place. Returns
-/// `snapshot`, `verified_signer` and `sources` (`name`, `kind`, `path`, `plain_bytes`).
+/// `IntegrityError`; with `plan`, the plan gives the store, the key and the trusted signers.
+/// Everything is checked before anything is moved into place. Returns `snapshot`,
+/// `verified_signer` and `sources` (`name`, `kind`, `path`, `plain_bytes`).
 #[pyfunction]
-#[pyo3(signature = (store, stack, key, *, to=None, pipe_to=None, snapshot="latest".to_string(),
-    sources=Vec::new(), passphrase_env=None, passphrase_file=None, trust=Vec::new()),
-    text_signature = "(store, stack, key, *, to=None, pipe_to=None, snapshot='latest', \
-    sources=(), passphrase_env=None, passphrase_file=None, trust=())")]
+#[pyo3(signature = (store=None, stack=None, key=None, *, plan=None, to=None, pipe_to=None,
+    snapshot="latest".to_string(), sources=Vec::new(), passphrase_env=None,
+    passphrase_file=None, trust=Vec::new()),
+    text_signature = "(store=None, stack=None, key=None, *, plan=None, to=None, pipe_to=None, \
+    snapshot='latest', sources=(), passphrase_env=None, passphrase_file=None, trust=())")]
 #[allow(clippy::too_many_arguments)]
 pub fn backup_restore(
     py: Python<'_>,
-    store: String,
-    stack: String,
-    key: PathArg,
+    store: Option<String>,
+    stack: Option<String>,
+    key: Option<PathArg>,
+    plan: Option<PathArg>,
     to: Option<PathArg>,
     pipe_to: Option<String>,
     snapshot: String,
@@ -309,32 +473,40 @@ pub fn backup_restore(
             (None, Some(command)) => RestoreDestination::Command(command),
             _ => return Err(Failure::invalid("give exactly one of `to` and `pipe_to`")),
         };
-        let repo = open(&store, &stack)?;
-        let passphrase = passphrase(passphrase_env.as_deref(), passphrase_file.as_deref())?;
-        let keys = SecretKeys::from_file(&key, passphrase.as_ref())?;
+        let key_args = KeyArgs {
+            key,
+            passphrase_env,
+            passphrase_file,
+            trust,
+        };
+        let settings = Settings::new(store, stack, plan, &key_args.replaced())?;
+        let repo = settings.repository()?;
+        let (keys, trust) = key_args.load(&settings)?;
         let mut options = RestoreOptions::new(keys, destination);
         options.snapshot = selector(&snapshot);
         options.sources = sources;
-        options.trust = trust_signers(&trust)?;
+        options.trust = trust;
         Ok(repo.restore(options).await?)
     })
 }
 
-/// Applies a retention policy to `stack`, like `drp backup prune`: a snapshot kept by any
-/// `keep_*` rule stays (at least one rule is required); data of interrupted backups older
-/// than `orphan_grace` (`"24h"`, `"90m"`, `"0s"`) is removed too. With `dry_run` nothing is
-/// removed. Returns `decisions` (per snapshot, newest first: `snapshot`, `time`, `keep`,
-/// `reasons`), `orphans`, `removed_objects` and `dry_run`.
+/// Applies a retention policy to `stack` (in `store`, or the store of `plan`), like `drp
+/// backup prune`: a snapshot kept by any `keep_*` rule stays (at least one rule is
+/// required); data of interrupted backups older than `orphan_grace` (`"24h"`, `"90m"`,
+/// `"0s"`) is removed too. With `dry_run` nothing is removed. Returns `decisions` (per
+/// snapshot, newest first: `snapshot`, `time`, `keep`, `reasons`), `orphans`,
+/// `removed_objects` and `dry_run`.
 #[pyfunction]
-#[pyo3(signature = (store, stack, *, keep_last=None, keep_daily=None, keep_weekly=None,
-    keep_monthly=None, orphan_grace="24h".to_string(), dry_run=false),
-    text_signature = "(store, stack, *, keep_last=None, keep_daily=None, keep_weekly=None, \
-    keep_monthly=None, orphan_grace='24h', dry_run=False)")]
+#[pyo3(signature = (store=None, stack=None, *, plan=None, keep_last=None, keep_daily=None,
+    keep_weekly=None, keep_monthly=None, orphan_grace="24h".to_string(), dry_run=false),
+    text_signature = "(store=None, stack=None, *, plan=None, keep_last=None, keep_daily=None, \
+    keep_weekly=None, keep_monthly=None, orphan_grace='24h', dry_run=False)")]
 #[allow(clippy::too_many_arguments)]
 pub fn backup_prune(
     py: Python<'_>,
-    store: String,
-    stack: String,
+    store: Option<String>,
+    stack: Option<String>,
+    plan: Option<PathArg>,
     keep_last: Option<u32>,
     keep_daily: Option<u32>,
     keep_weekly: Option<u32>,
@@ -344,7 +516,7 @@ pub fn backup_prune(
 ) -> PyResult<Py<PyAny>> {
     run(py, move || async move {
         let grace = parse_grace(&orphan_grace)?;
-        let repo = open(&store, &stack)?;
+        let repo = Settings::new(store, stack, plan, &[])?.repository()?;
         let policy = RetentionPolicy {
             keep_last,
             keep_daily,

@@ -21,6 +21,17 @@ fn problem_json(problem: &Problem) -> Value {
     })
 }
 
+/// `drp.errors.PlanError` with the plan's `file` and its `problems` (if invalid).
+pub(crate) fn plan_failure(path: &std::path::Path, error: PlanError) -> Failure {
+    let problems: Vec<Value> = match &error {
+        PlanError::Invalid { problems, .. } => problems.iter().map(problem_json).collect(),
+        _ => Vec::new(),
+    };
+    Failure::new("PlanError", error.to_string())
+        .with_detail("file", json!(path))
+        .with_detail("problems", Value::Array(problems))
+}
+
 fn options(files: bool) -> CheckOptions {
     CheckOptions { files }
 }
@@ -67,14 +78,11 @@ pub fn load_plan(py: Python<'_>, path: PathArg, files: bool) -> PyResult<Py<PyAn
                 .into_iter()
                 .filter(Problem::is_error)
                 .collect();
-            let details: Vec<Value> = problems.iter().map(problem_json).collect();
             let error = PlanError::Invalid {
                 file: path.clone(),
                 problems,
             };
-            return Err(Failure::new("PlanError", error.to_string())
-                .with_detail("file", json!(path))
-                .with_detail("problems", Value::Array(details)));
+            return Err(plan_failure(&path, error));
         };
         let millis = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64);
         Ok(json!({

@@ -1,4 +1,11 @@
-"""Type stubs of drp's native module. Use the functions through the ``drp`` package."""
+"""Type stubs of drp's native module. Use the functions through the ``drp`` package.
+
+Every ``backup_*`` function takes its store, stack and keys as arguments, or
+``plan=FILE, stack=NAME``: the recovery plan's stack then gives the store, the certificates,
+the signing key, the sources (read on the stack's host), the secret key, its passphrase
+reference and the trusted signers, and giving any of those arguments too raises
+``InvalidArgument``. A plan that is invalid or lacks the stack raises ``PlanError``.
+"""
 
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
@@ -47,11 +54,12 @@ def keys_list(dir: _Path) -> List[_Json]:
     ``created``, ``expires``, ``has_secret``, ``user_ids``, ``path``."""
 
 def backup_create(
-    store: str,
-    stack: str,
-    sources: _Sources,
-    recipients: Sequence[_Path],
+    store: Optional[str] = None,
+    stack: Optional[str] = None,
+    sources: Optional[_Sources] = None,
+    recipients: Optional[Sequence[_Path]] = None,
     *,
+    plan: Optional[_Path] = None,
     sign_with: Optional[_Path] = None,
     sign_passphrase_env: Optional[str] = None,
     sign_passphrase_file: Optional[_Path] = None,
@@ -73,29 +81,34 @@ def backup_create(
     """
 
 def backup_preview(
-    store: str,
-    stack: str,
-    sources: _Sources,
-    recipients: Sequence[_Path],
+    store: Optional[str] = None,
+    stack: Optional[str] = None,
+    sources: Optional[_Sources] = None,
+    recipients: Optional[Sequence[_Path]] = None,
     *,
+    plan: Optional[_Path] = None,
     sign_with: Optional[_Path] = None,
     sign_passphrase_env: Optional[str] = None,
     sign_passphrase_file: Optional[_Path] = None,
 ) -> _Json:
     """What :func:`backup_create` would back up, checking names, sources, certificates and
     the signing key without reading data or touching the store: ``stack``, ``store``,
-    ``sources`` (``name``, ``kind``, ``path`` or ``command``), ``recipients``, ``signer``.
+    ``host``, ``sources`` (``name``, ``kind``, ``path`` or ``command``), ``recipients``,
+    ``signer``.
     Raises as :func:`backup_create` does."""
 
-def backup_list(store: str, stack: str) -> List[_Json]:
+def backup_list(
+    store: Optional[str] = None, stack: Optional[str] = None, *, plan: Optional[_Path] = None
+) -> List[_Json]:
     """The snapshots of ``stack``, oldest first, each as :func:`backup_create` returns it
     plus ``signed``."""
 
 def backup_verify(
-    store: str,
-    stack: str,
-    key: _Path,
+    store: Optional[str] = None,
+    stack: Optional[str] = None,
+    key: Optional[_Path] = None,
     *,
+    plan: Optional[_Path] = None,
     snapshot: str = "latest",
     passphrase_env: Optional[str] = None,
     passphrase_file: Optional[_Path] = None,
@@ -113,10 +126,11 @@ def backup_verify(
     """
 
 def backup_restore(
-    store: str,
-    stack: str,
-    key: _Path,
+    store: Optional[str] = None,
+    stack: Optional[str] = None,
+    key: Optional[_Path] = None,
     *,
+    plan: Optional[_Path] = None,
     to: Optional[_Path] = None,
     pipe_to: Optional[str] = None,
     snapshot: str = "latest",
@@ -139,9 +153,10 @@ def backup_restore(
     """
 
 def backup_prune(
-    store: str,
-    stack: str,
+    store: Optional[str] = None,
+    stack: Optional[str] = None,
     *,
+    plan: Optional[_Path] = None,
     keep_last: Optional[int] = None,
     keep_daily: Optional[int] = None,
     keep_weekly: Optional[int] = None,

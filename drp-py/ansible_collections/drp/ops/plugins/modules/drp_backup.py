@@ -27,9 +27,16 @@ requirements:
   - drp (the Python package built from drp-py)
 options:
   store:
-    description: The store URL, C(file:///path) or C(s3://bucket/prefix) (S3 settings from the C(AWS_*) environment variables).
+    description:
+      - The store URL, C(file:///path) or C(s3://bucket/prefix) (S3 settings from the C(AWS_*)
+        environment variables). One of O(store) and O(plan) is required.
     type: str
-    required: true
+  plan:
+    description:
+      - A drp recovery plan; its stack O(stack) then gives the store, the certificates, the keys,
+        the passphrase references and the trusted signers (and, for backups, the sources and
+        their host). The options it gives cannot be set too.
+    type: path
   stack:
     description: The stack's name (letters, digits, C(.), C(_), C(-)).
     type: str
@@ -38,13 +45,12 @@ options:
     description:
       - What to back up, by name. A value is a path (a directory or a file) or
         C(cmd:COMMAND), a shell command whose standard output is backed up; it must exit 0.
+      - Required with O(store).
     type: dict
-    required: true
   recipients:
-    description: Certificate files (C(NAME.pub.asc)) every object is encrypted to.
+    description: Certificate files (C(NAME.pub.asc)) every object is encrypted to. Required with O(store).
     type: list
     elements: path
-    required: true
   sign_with:
     description: The ops secret key that signs the manifest.
     type: path
@@ -75,6 +81,11 @@ EXAMPLES = r"""
     sign_with: /etc/drp/keys/ops.sec.asc
     sign_passphrase_env: DRP_OPS_PASSPHRASE
   register: backup
+
+- name: Back up a stack as the recovery plan describes it
+  drp.ops.drp_backup:
+    plan: /etc/drp/drp.toml
+    stack: acme-web
 
 - name: Show the snapshot id
   ansible.builtin.debug:
@@ -119,16 +130,19 @@ from ansible_collections.drp.ops.plugins.module_utils.drp_common import fail, re
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            store=dict(type="str", required=True),
+            store=dict(type="str"),
+            plan=dict(type="path"),
             stack=dict(type="str", required=True),
-            sources=dict(type="dict", required=True),
-            recipients=dict(type="list", elements="path", required=True),
+            sources=dict(type="dict"),
+            recipients=dict(type="list", elements="path"),
             sign_with=dict(type="path"),
             sign_passphrase_env=dict(type="str", no_log=True),
             sign_passphrase_file=dict(type="path", no_log=True),
             compression_level=dict(type="int"),
         ),
-        mutually_exclusive=[("sign_passphrase_env", "sign_passphrase_file")],
+        mutually_exclusive=[("sign_passphrase_env", "sign_passphrase_file"), ("store", "plan")],
+        required_one_of=[("store", "plan")],
+        required_by=dict(store=("sources", "recipients")),
         supports_check_mode=True,
     )
     drp = require_drp(module)
@@ -138,11 +152,13 @@ def main():
         sign_passphrase_env=p["sign_passphrase_env"],
         sign_passphrase_file=p["sign_passphrase_file"],
     )
-    sources = dict((name, str(value)) for name, value in p["sources"].items())
+    sources = None
+    if p["sources"] is not None:
+        sources = dict((name, str(value)) for name, value in p["sources"].items())
     try:
         if module.check_mode:
             preview = drp.backup_preview(
-                p["store"], p["stack"], sources, p["recipients"], **signing
+                p["store"], p["stack"], sources, p["recipients"], plan=p["plan"], **signing
             )
             module.exit_json(
                 changed=True,
@@ -161,6 +177,7 @@ def main():
             p["stack"],
             sources,
             p["recipients"],
+            plan=p["plan"],
             compression_level=p["compression_level"],
             **signing
         )

@@ -27,17 +27,21 @@ requirements:
   - drp (the Python package built from drp-py)
 options:
   store:
-    description: The store URL (C(file:///path), C(s3://bucket/prefix)).
+    description: The store URL (C(file:///path), C(s3://bucket/prefix)). One of O(store) and O(plan) is required.
     type: str
-    required: true
+  plan:
+    description:
+      - A drp recovery plan; its stack O(stack) then gives the store, the certificates, the keys,
+        the passphrase references and the trusted signers (and, for backups, the sources and
+        their host). The options it gives cannot be set too.
+    type: path
   stack:
     description: The stack's name.
     type: str
     required: true
   key:
-    description: The customer's secret key file (C(NAME.sec.asc)).
+    description: The customer's secret key file (C(NAME.sec.asc)). Required with O(store).
     type: path
-    required: true
   dest:
     description: Directory to restore into (created if missing). One of O(dest) and O(pipe_to) is required.
     type: path
@@ -135,7 +139,7 @@ def pick(snapshots, wanted):
 
 def preview(module, drp, p):
     """Check mode: what would be restored, read from the manifest only."""
-    snapshot, problem = pick(drp.backup_list(p["store"], p["stack"]), p["snapshot"])
+    snapshot, problem = pick(drp.backup_list(p["store"], p["stack"], plan=p["plan"]), p["snapshot"])
     if snapshot is None:
         module.fail_json(msg="stack %s: %s" % (p["stack"], problem), error_class="SnapshotNotFound")
     chosen = [s for s in snapshot["sources"] if not p["sources"] or s["name"] in p["sources"]]
@@ -163,9 +167,10 @@ def preview(module, drp, p):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            store=dict(type="str", required=True),
+            store=dict(type="str"),
+            plan=dict(type="path"),
             stack=dict(type="str", required=True),
-            key=dict(type="path", required=True, no_log=False),
+            key=dict(type="path", no_log=False),
             dest=dict(type="path"),
             pipe_to=dict(type="str"),
             snapshot=dict(type="str", default="latest"),
@@ -174,8 +179,13 @@ def main():
             passphrase_file=dict(type="path", no_log=True),
             trust=dict(type="list", elements="path", default=[]),
         ),
-        mutually_exclusive=[("dest", "pipe_to"), ("passphrase_env", "passphrase_file")],
-        required_one_of=[("dest", "pipe_to")],
+        mutually_exclusive=[
+            ("dest", "pipe_to"),
+            ("passphrase_env", "passphrase_file"),
+            ("store", "plan"),
+        ],
+        required_one_of=[("dest", "pipe_to"), ("store", "plan")],
+        required_by=dict(store=("key",)),
         supports_check_mode=True,
     )
     drp = require_drp(module)
@@ -187,6 +197,7 @@ def main():
             p["store"],
             p["stack"],
             p["key"],
+            plan=p["plan"],
             to=p["dest"],
             pipe_to=p["pipe_to"],
             snapshot=p["snapshot"],

@@ -23,17 +23,21 @@ requirements:
   - drp (the Python package built from drp-py)
 options:
   store:
-    description: The store URL (C(file:///path), C(s3://bucket/prefix)).
+    description: The store URL (C(file:///path), C(s3://bucket/prefix)). One of O(store) and O(plan) is required.
     type: str
-    required: true
+  plan:
+    description:
+      - A drp recovery plan; its stack O(stack) then gives the store, the certificates, the keys,
+        the passphrase references and the trusted signers (and, for backups, the sources and
+        their host). The options it gives cannot be set too.
+    type: path
   stack:
     description: The stack's name.
     type: str
     required: true
   key:
-    description: The customer's secret key file (C(NAME.sec.asc)).
+    description: The customer's secret key file (C(NAME.sec.asc)). Required with O(store).
     type: path
-    required: true
   snapshot:
     description: A snapshot id, a unique prefix of one, C(latest) or C(all).
     type: str
@@ -85,15 +89,18 @@ from ansible_collections.drp.ops.plugins.module_utils.drp_common import fail, re
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            store=dict(type="str", required=True),
+            store=dict(type="str"),
+            plan=dict(type="path"),
             stack=dict(type="str", required=True),
-            key=dict(type="path", required=True, no_log=False),
+            key=dict(type="path", no_log=False),
             snapshot=dict(type="str", default="latest"),
             passphrase_env=dict(type="str", no_log=True),
             passphrase_file=dict(type="path", no_log=True),
             trust=dict(type="list", elements="path", default=[]),
         ),
-        mutually_exclusive=[("passphrase_env", "passphrase_file")],
+        mutually_exclusive=[("passphrase_env", "passphrase_file"), ("store", "plan")],
+        required_one_of=[("store", "plan")],
+        required_by=dict(store=("key",)),
         supports_check_mode=True,
     )
     drp = require_drp(module)
@@ -103,6 +110,7 @@ def main():
             p["store"],
             p["stack"],
             p["key"],
+            plan=p["plan"],
             snapshot=p["snapshot"],
             passphrase_env=p["passphrase_env"],
             passphrase_file=p["passphrase_file"],
