@@ -54,3 +54,25 @@ def test_every_error_derives_from_drp_error_and_keeps_its_message():
         assert str(e) == "stack acme: no snapshot"
         assert e.exit_status == 3
     assert drp.PlanError("x").problems == []
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+def test_the_python_example_runs(tmp_path):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, str(EXAMPLES / "backup.py"), str(tmp_path)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1].startswith("healthy: ")
+    assert (tmp_path / "restored" / "www" / "index.html").read_text() == "<h1>acme</h1>\n"
+
+
+def test_the_readme_shows_the_examples_the_tests_run():
+    readme = README.read_text()
+    for name, fence in (("backup.py", "python"), ("playbook.yml", "yaml")):
+        text = (EXAMPLES / name).read_text()
+        assert f"```{fence}\n{text}```\n" in readme, f"README.md lacks drp-py/examples/{name}"
