@@ -5,8 +5,9 @@
 //! `ansible-playbook` run on localhost; `ansible-doc` on every module).
 //!
 //! Tools (installed by `.ci/install-deps`; override with the variables):
-//! - maturin and pytest's wheels: `/opt/drp-ci/py-venv/bin/maturin` (`DRP_MATURIN`),
-//!   `/opt/drp-ci/py-wheels` (`DRP_PY_WHEELS`), so nothing is downloaded here;
+//! - maturin and pytest's wheels: `/opt/drp-ci/py-venv/bin/maturin` (`DRP_MATURIN`; the
+//!   `python` beside it must have pip), `/opt/drp-ci/py-wheels` (`DRP_PY_WHEELS`), so
+//!   nothing is downloaded here;
 //! - `ansible-playbook` and `ansible-doc` on PATH (or beside the resolved `ansible-playbook`);
 //! - the `drp` binary: the one `cargo test --workspace` built, else built here.
 //!
@@ -143,28 +144,36 @@ fn python_package_and_ansible_collection() {
             .env("CARGO_TARGET_DIR", target_dir().join("drp-py-maturin")),
     );
 
+    // The venv gets no pip of its own (ensurepip takes seconds): the tools venv's pip
+    // installs into it (`pip --python`).
     let venv = work.join("venv");
     run(
         "python3 -m venv",
-        Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        Command::new("python3")
+            .args(["-m", "venv", "--without-pip"])
+            .arg(&venv),
     );
     let python = venv.join("bin/python");
     run(
         "pip install drp pytest",
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-index",
-                "--find-links",
-            ])
-            .arg(&wheelhouse)
-            .arg("--find-links")
-            .arg(&wheels)
-            .args(["drp", "pytest"]),
+        Command::new(
+            std::fs::canonicalize(&maturin)
+                .expect("maturin resolves")
+                .with_file_name("python"),
+        )
+        .args(["-m", "pip", "--python"])
+        .arg(&python)
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-index",
+            "--find-links",
+        ])
+        .arg(&wheelhouse)
+        .arg("--find-links")
+        .arg(&wheels)
+        .args(["drp", "pytest"]),
     );
 
     run(
