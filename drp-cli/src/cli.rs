@@ -39,7 +39,7 @@ pub enum Command {
     /// Check a recovery plan and render its runbook.
     #[command(subcommand)]
     Plan(crate::plan::PlanCommand),
-    /// Recover stacks as a plan says (for now: --dry-run, what would run, changing nothing).
+    /// Recover stacks as a plan says (--dry-run: what would run, changing nothing).
     Recover(crate::recover::RecoverArgs),
     /// Probe a service (HTTP(S), TCP, command, DNS, TLS certificate) and explain the result.
     Probe(Box<ProbeArgs>),

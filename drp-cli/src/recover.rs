@@ -1,13 +1,20 @@
-//! `drp recover`: for now `--dry-run` only — what a recovery would run, on which hosts, from
-//! which snapshots, changing nothing.
+//! `drp recover`: parses, calls drp-core's [`recover`](drp_core::recover::recover) (or its
+//! dry run), renders the events as they come — plain lines, or one JSON object per line
+//! with `--json` — and the measurements at the end. Exit 0 when every stack recovered.
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use clap::Args;
+use drp_core::executor::measure::RunMeasurements;
+use drp_core::executor::{Event, EventKind, EventSink, SinkError, StackOutcome, StepOutcome};
 use drp_core::exit;
 use drp_core::monitor::human_duration;
 use drp_core::plan::dry_run::{DryRun, dry_run};
 use drp_core::plan::{self, CheckOptions};
+use drp_core::recover::{ApproveAll, Approver, RecoverOptions, Recovery, recover};
 
 use crate::output::{CommandError, human_bytes};
 use crate::plan::write_stdout;
@@ -28,17 +35,33 @@ pub struct RecoverArgs {
     /// Use the newest snapshots taken at or before this time (e.g. 2026-11-29T10:00:00Z).
     #[arg(long, value_name = "TIME")]
     pub at: Option<jiff::Timestamp>,
-    /// One JSON object instead of text.
+    /// JSON: with --dry-run one object; otherwise the event stream, one object per line
+    /// (the journal's events, then the measurements).
     #[arg(long)]
     pub json: bool,
+    /// Continue run RUN_ID (killed, or stopped): finished steps are not run again. Takes
+    /// over the plan's lock only if that same run holds it.
+    #[arg(long, value_name = "RUN_ID", conflicts_with = "dry_run")]
+    pub resume: Option<String>,
+    /// When the outage began (RTO and RPO are measured from it; default: the run's start).
+    #[arg(long, value_name = "TIME", conflicts_with = "dry_run")]
+    pub incident_start: Option<jiff::Timestamp>,
+    /// Approve every approval gate in advance (without it, gates ask on the terminal; with
+    /// no terminal, a gate fails its stack).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Break the plan's lock (only once you know the run holding it is dead), say whose it
+    /// was, and exit. Recovers nothing.
+    #[arg(long, conflicts_with_all = ["dry_run", "resume"])]
+    pub break_lock: bool,
 }
 
 pub async fn run(args: RecoverArgs) -> Result<u8, CommandError> {
+    if args.break_lock {
+        return break_lock(&args).await;
+    }
     if !args.dry_run {
-        return Err(CommandError::message(
-            "drp recover runs with --dry-run only, for now: running recoveries on real hosts \
-             is being wired",
-        ));
+        return run_recovery(args).await;
     }
     // The preview needs the store and the trusted signers, not the secret keys.
     let plan = plan::load(&args.plan, CheckOptions { files: false })
@@ -133,5 +156,248 @@ fn render(preview: &DryRun) -> String {
             }
         }
     }
+    out
+}
+
+async fn break_lock(args: &RecoverArgs) -> Result<u8, CommandError> {
+    let plan = plan::load(&args.plan, CheckOptions { files: false })
+        .map_err(|e| CommandError::message(e.to_string()))?;
+    let store = drp_core::backup::open_store_with(&plan.storage.url, plan.storage.options.clone())?;
+    let broken = drp_core::recover::break_lock(store.as_ref(), None)
+        .await
+        .map_err(|e| CommandError::message(e.to_string()))?;
+    match broken {
+        Some(held) => write_stdout(&format!(
+            "broke the lock of run {} ({}, pid {}, since {})\n",
+            held.run_id, held.holder, held.pid, held.acquired_at
+        ))?,
+        None => write_stdout("the plan was not locked\n")?,
+    }
+    Ok(exit::SUCCESS)
+}
+
+async fn run_recovery(args: RecoverArgs) -> Result<u8, CommandError> {
+    let plan = plan::load(&args.plan, CheckOptions::default())
+        .map_err(|e| CommandError::message(e.to_string()))?;
+    let store = drp_core::backup::open_store_with(&plan.storage.url, plan.storage.options.clone())?;
+    let approver: Arc<dyn Approver> = if args.yes {
+        Arc::new(ApproveAll)
+    } else {
+        Arc::new(TerminalApprover)
+    };
+    let printer: Arc<Printer> = Arc::new(Printer { json: args.json });
+    let options = RecoverOptions {
+        stacks: args.stacks,
+        resume: args.resume,
+        at: args.at,
+        incident_start: args.incident_start,
+        ..RecoverOptions::default()
+    };
+    let recovery = recover(Arc::new(plan), store, options, approver, printer.clone())
+        .await
+        .map_err(|e| CommandError::message(e.to_string()))?;
+    if !args.json {
+        write_stdout(&render_measurements(&recovery))?;
+    }
+    Ok(if recovery.all_recovered() {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
+}
+
+/// Asks on the terminal; with no terminal, refuses with a message saying how to approve.
+struct TerminalApprover;
+
+#[async_trait]
+impl Approver for TerminalApprover {
+    async fn approve(&self, stack: &str, question: &str) -> Result<(), String> {
+        if !std::io::stdin().is_terminal() {
+            return Err(format!(
+                "stack {stack} needs an operator's approval ({question}) and there is no \
+                 terminal to ask on: run drp recover --yes to approve in advance"
+            ));
+        }
+        let prompt = format!("{question} [y/N] ");
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut err = std::io::stderr();
+            let _ = err.write_all(prompt.as_bytes());
+            let _ = err.flush();
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map(|_| line)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("reading the answer: {e}"))?;
+        if matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
+            Ok(())
+        } else {
+            Err(format!("the operator did not approve: {question}"))
+        }
+    }
+}
+
+/// Renders events as they are journaled: one line each, or one JSON object each.
+struct Printer {
+    json: bool,
+}
+
+#[async_trait]
+impl EventSink for Printer {
+    async fn record(&self, event: &Event) -> Result<(), SinkError> {
+        let line = if self.json {
+            serde_json::to_string(event).map_err(|e| SinkError(e.to_string()))?
+        } else {
+            match describe(event) {
+                Some(line) => format!("{} {line}", event.time.strftime("%H:%M:%S")),
+                None => return Ok(()),
+            }
+        };
+        // The terminal is not the record: a closed stdout must not stop the run.
+        let _ = write_stdout(&format!("{line}\n"));
+        Ok(())
+    }
+}
+
+fn describe(event: &Event) -> Option<String> {
+    Some(match &event.kind {
+        EventKind::RunStarted {
+            plan,
+            stacks,
+            parallelism,
+            resumed,
+            ..
+        } => format!(
+            "{} run {} of plan {plan}: {} stack{}, up to {parallelism} at once",
+            if *resumed { "resuming" } else { "starting" },
+            event.run,
+            stacks.len(),
+            if stacks.len() == 1 { "" } else { "s" }
+        ),
+        EventKind::StackStarted { stack } => format!("{stack}: started"),
+        EventKind::StepStarted {
+            stack,
+            step,
+            attempt,
+        } => {
+            if *attempt == 1 {
+                format!("{stack}: {step} ...")
+            } else {
+                format!("{stack}: {step} ... (attempt {attempt})")
+            }
+        }
+        EventKind::StepNote {
+            stack,
+            step,
+            message,
+        } => format!("{stack}: {step}: {message}"),
+        EventKind::StepFinished {
+            stack,
+            step,
+            outcome,
+            ..
+        } => match outcome {
+            StepOutcome::Succeeded {
+                summary,
+                duration_ms,
+                bytes,
+                ..
+            } => {
+                let mut line = format!(
+                    "{stack}: {step} done in {}",
+                    human_duration(std::time::Duration::from_millis(*duration_ms))
+                );
+                if let Some(bytes) = bytes {
+                    line.push_str(&format!(", {}", human_bytes(*bytes)));
+                }
+                if let Some(summary) = summary {
+                    line.push_str(&format!(": {summary}"));
+                }
+                line
+            }
+            StepOutcome::Failed {
+                error, retry_in_ms, ..
+            } => match retry_in_ms {
+                Some(ms) => format!(
+                    "{stack}: {step} FAILED: {error} (retry in {})",
+                    human_duration(std::time::Duration::from_millis(*ms))
+                ),
+                None => format!("{stack}: {step} FAILED: {error}"),
+            },
+        },
+        EventKind::StepReused { stack, step } => {
+            format!("{stack}: {step} already done (earlier attempt)")
+        }
+        EventKind::StackFinished { stack, outcome } => match outcome {
+            StackOutcome::Recovered => format!("{stack}: RECOVERED"),
+            StackOutcome::Failed { step, error } => {
+                format!("{stack}: FAILED at {step}: {error}")
+            }
+            StackOutcome::Skipped { reason } => format!("{stack}: skipped: {reason}"),
+            StackOutcome::Interrupted { reason } => format!("{stack}: interrupted: {reason}"),
+        },
+        EventKind::RunFinished {
+            recovered,
+            failed,
+            skipped,
+            interrupted,
+        } => format!(
+            "run {} finished: {recovered} recovered, {failed} failed, {skipped} skipped, \
+             {interrupted} interrupted",
+            event.run
+        ),
+        _ => return None,
+    })
+}
+
+fn ms(value: Option<u64>) -> String {
+    value.map_or_else(
+        || "-".to_string(),
+        |ms| human_duration(std::time::Duration::from_millis(ms)).to_string(),
+    )
+}
+
+fn render_measurements(recovery: &Recovery) -> String {
+    use std::fmt::Write as _;
+    let m: &RunMeasurements = &recovery.measurements;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nrun {}: measured from the incident start {}{}",
+        recovery.summary.run_id,
+        m.incident_start,
+        if m.incident_start_given {
+            ""
+        } else {
+            " (the run's start)"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "{:<20} {:<12} {:>10} {:>10} {:<5} {:>10} {:>10} {:<5}",
+        "stack", "outcome", "RTO", "objective", "", "RPO", "objective", ""
+    );
+    for s in &m.stacks {
+        let _ = writeln!(
+            out,
+            "{:<20} {:<12} {:>10} {:>10} {:<5} {:>10} {:>10} {:<5}",
+            s.stack,
+            s.outcome,
+            ms(s.rto_ms),
+            ms(s.rto_objective_ms),
+            s.rto_verdict.as_str(),
+            ms(s.rpo_ms),
+            ms(s.rpo_objective_ms),
+            s.rpo_verdict.as_str()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "overall: RTO {}, RPO {}: {}\njournal: {}",
+        ms(m.rto_ms),
+        ms(m.rpo_ms),
+        if m.passed { "PASS" } else { "FAIL" },
+        recovery.local_journal.display()
+    );
     out
 }

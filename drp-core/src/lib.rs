@@ -11,6 +11,7 @@
 pub mod backup_plan;
 pub mod executor;
 pub mod plan;
+pub mod recover;
 pub mod remote;
 
 pub use drp_backup as backup;

@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use drp_core::backup::{BackupStore, StoreError, open_store};
+use drp_core::backup::{BackupStore, open_store};
 use drp_core::executor::journal::{Journal, read_journal, read_local_journal};
-use drp_core::executor::lock::{self, CreateIfAbsent, LockError, LockRecord};
+use drp_core::executor::lock::{self, LockError, LockRecord};
 use drp_core::executor::{
     Event, EventKind, EventSink, ExecuteOptions, ExecutorError, MemorySink, Redact, ResumeState,
     RetryPolicy, RunSpec, SinkError, StackOutcome, StackSpec, StepCall, StepError, StepKind,
@@ -802,41 +801,13 @@ async fn known_secrets_never_reach_the_journal() {
 
 // --- The lock ----------------------------------------------------------------------------
 
-/// Create-if-absent that is atomic within this process: enough to test the lock's logic
-/// (the store's own conditional put makes it atomic across machines).
-struct ProcessLocalCreate {
-    store: Arc<dyn BackupStore>,
-    guard: tokio::sync::Mutex<()>,
-}
-
-#[async_trait]
-impl CreateIfAbsent for ProcessLocalCreate {
-    async fn create_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError> {
-        let _held = self.guard.lock().await;
-        match self.store.head(key).await {
-            Ok(_) => Ok(false),
-            Err(StoreError::NotFound { .. }) => self.store.put(key, data).await.map(|()| true),
-            Err(e) => Err(e),
-        }
-    }
-}
-
 #[tokio::test]
 async fn only_one_of_many_concurrent_runs_gets_the_lock() {
     let store = open_store("memory://").unwrap();
-    let create = ProcessLocalCreate {
-        store: store.clone(),
-        guard: tokio::sync::Mutex::new(()),
-    };
     let attempts = (0..8).map(|i| {
         let record = LockRecord::for_this_process(format!("run-{i}"));
         let store = store.clone();
-        let create = &create;
-        async move {
-            lock::acquire(store.as_ref(), create, &record)
-                .await
-                .map(|()| i)
-        }
+        async move { lock::acquire(store.as_ref(), &record).await.map(|()| i) }
     });
     let results = futures::future::join_all(attempts).await;
     let winners: Vec<usize> = results
@@ -869,13 +840,19 @@ async fn only_one_of_many_concurrent_runs_gets_the_lock() {
     ));
     lock::release(store.as_ref(), &winner).await.unwrap();
     assert_eq!(lock::current(store.as_ref()).await.unwrap(), None);
-    lock::acquire(
-        store.as_ref(),
-        &create,
-        &LockRecord::for_this_process("run-y"),
-    )
-    .await
-    .unwrap();
+    lock::acquire(store.as_ref(), &LockRecord::for_this_process("run-y"))
+        .await
+        .unwrap();
+
+    // A resume takes over the lock of its own run only.
+    assert!(matches!(
+        lock::acquire_for_resume(store.as_ref(), &LockRecord::for_this_process("run-q")).await,
+        Err(LockError::Held(_))
+    ));
+    let taken = lock::acquire_for_resume(store.as_ref(), &LockRecord::for_this_process("run-y"))
+        .await
+        .unwrap();
+    assert_eq!(taken.unwrap().run_id, "run-y");
 
     // A stale lock is broken explicitly, naming the run it belonged to.
     assert!(matches!(

@@ -94,6 +94,14 @@ pub enum EventKind {
         /// How it went.
         outcome: StackOutcome,
     },
+    /// What the run measured (RTO, RPO, step timings against the plan's objectives), over
+    /// every attempt so far: the last event of each attempt of a `drp recover` run. A report
+    /// reads the last one; [`measure`](super::measure::measure) recomputes it from the
+    /// other events.
+    RunMeasured {
+        /// The measurements.
+        measurements: super::measure::RunMeasurements,
+    },
     /// The run ended.
     RunFinished {
         /// Stacks recovered.
@@ -117,7 +125,9 @@ impl EventKind {
             | EventKind::StepFinished { stack, .. }
             | EventKind::StepReused { stack, .. }
             | EventKind::StackFinished { stack, .. } => Some(stack),
-            EventKind::RunStarted { .. } | EventKind::RunFinished { .. } => None,
+            EventKind::RunStarted { .. }
+            | EventKind::RunFinished { .. }
+            | EventKind::RunMeasured { .. } => None,
         }
     }
 }

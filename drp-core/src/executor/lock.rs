@@ -3,26 +3,20 @@
 //! leaves its lock behind on purpose: only a person knows the other run is really dead, so
 //! breaking a lock is an explicit command ([`break_lock`]).
 //!
-//! Taking the lock must be one atomic "create if absent" in the store — anything else (read,
-//! then write) lets two operators in at once. [`BackupStore`] has no such operation yet, so
-//! the lock is written against [`CreateIfAbsent`]; an object store backend provides it with
-//! object_store's `PutMode::Create` (S3 `If-None-Match: *`, `O_EXCL` locally).
+//! Taking the lock is one atomic "create if absent" in the store
+//! ([`BackupStore::put_if_absent`]: S3 `If-None-Match: *`, an exclusive link locally), so two
+//! operators can never both get it.
+//!
+//! A resumed run ([`acquire_for_resume`]) takes over a lock left by *the same run id*: a
+//! killed run must be resumable without breaking its lock by hand, but only by naming that
+//! run. A lock of another run is never taken over.
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use drp_backup::{BackupStore, BackupStoreExt, StoreError};
 use serde::{Deserialize, Serialize};
 
 /// The key of the lock object.
 pub const LOCK_KEY: &str = ".drp/lock";
-
-/// Atomic creation of a small object: the one store operation a lock needs.
-#[async_trait]
-pub trait CreateIfAbsent: Send + Sync {
-    /// Writes `data` at `key` if nothing is there, atomically: `Ok(true)`. If an object
-    /// exists, leaves it alone: `Ok(false)`.
-    async fn create_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError>;
-}
 
 /// Who holds the lock (the lock object's content, JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,9 +53,10 @@ impl LockRecord {
 pub enum LockError {
     /// Someone holds it.
     #[error(
-        "the plan is locked by run {} ({}, pid {}, since {}); if that run is dead, break the \
-         lock explicitly",
-        .0.run_id, .0.holder, .0.pid, .0.acquired_at
+        "the plan is locked by run {run} ({holder}, pid {pid}, since {since}): another \
+         recovery is running. If that run is dead, resume it with `drp recover --resume \
+         {run}`, or break the lock explicitly with `drp recover --break-lock`",
+        run = .0.run_id, holder = .0.holder, pid = .0.pid, since = .0.acquired_at
     )]
     Held(LockRecord),
     /// The lock object exists but is not a lock record.
@@ -81,13 +76,9 @@ pub enum LockError {
 }
 
 /// Takes the lock for `record.run_id`, or says who holds it.
-pub async fn acquire(
-    store: &dyn BackupStore,
-    create: &dyn CreateIfAbsent,
-    record: &LockRecord,
-) -> Result<(), LockError> {
+pub async fn acquire(store: &dyn BackupStore, record: &LockRecord) -> Result<(), LockError> {
     let data = serde_json::to_vec(record).map_err(|e| LockError::Corrupt(e.to_string()))?;
-    if create.create_if_absent(LOCK_KEY, Bytes::from(data)).await? {
+    if store.put_if_absent(LOCK_KEY, Bytes::from(data)).await? {
         return Ok(());
     }
     match current(store).await? {
@@ -95,7 +86,7 @@ pub async fn acquire(
         // Released between our attempt and the read: try once more.
         None => {
             let data = serde_json::to_vec(record).map_err(|e| LockError::Corrupt(e.to_string()))?;
-            if create.create_if_absent(LOCK_KEY, Bytes::from(data)).await? {
+            if store.put_if_absent(LOCK_KEY, Bytes::from(data)).await? {
                 Ok(())
             } else {
                 Err(LockError::Held(current(store).await?.ok_or_else(|| {
@@ -103,6 +94,24 @@ pub async fn acquire(
                 })?))
             }
         }
+    }
+}
+
+/// Takes the lock to resume run `record.run_id`: like [`acquire`], but a lock held by that
+/// same run (left by a killed attempt) is taken over, the record rewritten to this process.
+/// Returns the record taken over, if any.
+pub async fn acquire_for_resume(
+    store: &dyn BackupStore,
+    record: &LockRecord,
+) -> Result<Option<LockRecord>, LockError> {
+    match acquire(store, record).await {
+        Ok(()) => Ok(None),
+        Err(LockError::Held(holder)) if holder.run_id == record.run_id => {
+            let data = serde_json::to_vec(record).map_err(|e| LockError::Corrupt(e.to_string()))?;
+            store.put(LOCK_KEY, Bytes::from(data)).await?;
+            Ok(Some(holder))
+        }
+        Err(e) => Err(e),
     }
 }
 

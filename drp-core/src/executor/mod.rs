@@ -21,6 +21,7 @@ mod event;
 pub mod graph;
 pub mod journal;
 pub mod lock;
+pub mod measure;
 mod runner;
 mod spec;
 

@@ -52,14 +52,19 @@ impl StepCall<'_> {
 
     /// Puts a line on the record (journaled before this returns): a probe result, a
     /// notification sent. No secrets.
-    pub async fn note(&self, message: impl Into<String>) {
-        self.reporter
-            .emit(EventKind::StepNote {
-                stack: self.stack.name.clone(),
-                step: self.step.name.clone(),
-                message: message.into(),
-            })
-            .await;
+    ///
+    /// A plain function returning the reporter's boxed future rather than an `async fn`:
+    /// the future of an `async fn` here trips the compiler's "`Send` is not general
+    /// enough" check when runners await it inside loops.
+    pub fn note(
+        &self,
+        message: impl Into<String>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        self.reporter.emit(EventKind::StepNote {
+            stack: self.stack.name.clone(),
+            step: self.step.name.clone(),
+            message: message.into(),
+        })
     }
 }
 

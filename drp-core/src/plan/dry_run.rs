@@ -190,6 +190,36 @@ async fn preview_snapshot(
         passed_over: Vec::new(),
         steps: Vec::new(),
     };
+    let choice = choose_snapshot(stack, store, trust, at, now).await?;
+    preview.snapshot = choice.snapshot;
+    preview.passed_over = choice.passed_over;
+    preview.no_snapshot = choice.no_snapshot;
+    Ok(preview)
+}
+
+/// Which snapshot a recovery of a stack restores, and why newer ones are not.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SnapshotChoice {
+    /// The one restored.
+    pub snapshot: Option<ChosenSnapshot>,
+    /// Why there is none, when there is none.
+    pub no_snapshot: Option<String>,
+    /// Newer snapshots passed over, with the reason.
+    pub passed_over: Vec<PassedOver>,
+}
+
+/// Chooses the snapshot `stack` is recovered from — the one rule the dry run and the
+/// recovery share: the newest (at or before `at`) whose manifest is accepted (signed by one
+/// of `trust` when given) and that holds every source the plan restores. `now` is when its
+/// age (the RPO) is measured.
+pub async fn choose_snapshot(
+    stack: &Stack,
+    store: Arc<dyn BackupStore>,
+    trust: Option<&TrustedSigners>,
+    at: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+) -> Result<SnapshotChoice, drp_backup::Error> {
+    let mut choice = SnapshotChoice::default();
     let repo = Repository::new(store, &stack.name)?;
     let snapshots = repo.snapshots().await?;
     for entry in snapshots {
@@ -200,7 +230,7 @@ async fn preview_snapshot(
         if let Some(trust) = trust
             && let Err(e) = repo.load_manifest(&manifest.snapshot, Some(trust)).await
         {
-            preview.passed_over.push(PassedOver {
+            choice.passed_over.push(PassedOver {
                 id: manifest.snapshot.clone(),
                 reason: e.to_string(),
             });
@@ -213,14 +243,14 @@ async fn preview_snapshot(
             .filter(|name| !manifest.sources.iter().any(|r| r.name == *name))
             .collect();
         if !missing.is_empty() {
-            preview.passed_over.push(PassedOver {
+            choice.passed_over.push(PassedOver {
                 id: manifest.snapshot.clone(),
                 reason: format!("it lacks source(s) {}", missing.join(", ")),
             });
             continue;
         }
         let age = Duration::try_from(now.duration_since(manifest.time)).unwrap_or_default();
-        preview.snapshot = Some(ChosenSnapshot {
+        choice.snapshot = Some(ChosenSnapshot {
             id: manifest.snapshot.clone(),
             time: manifest.time,
             age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
@@ -233,12 +263,12 @@ async fn preview_snapshot(
                 .collect(),
             signed: entry.signed,
         });
-        return Ok(preview);
+        return Ok(choice);
     }
-    preview.no_snapshot = Some(match (at, preview.passed_over.is_empty()) {
+    choice.no_snapshot = Some(match (at, choice.passed_over.is_empty()) {
         (Some(at), true) => format!("no snapshot at or before {at}"),
         (None, true) => "no snapshot in the store".to_string(),
         (_, false) => "no snapshot is usable".to_string(),
     });
-    Ok(preview)
+    Ok(choice)
 }
