@@ -507,3 +507,47 @@ target_datacenter = "dc2"
             .contains("not locked")
     );
 }
+
+/// An approval gate with nobody to ask (no terminal, no `--yes`) fails its stack, saying how
+/// to approve; the start command never runs. With `--yes`, the run resumes past it.
+#[test]
+fn an_approval_gate_without_a_terminal_fails_the_stack_until_approved_with_yes() {
+    let world = World::new(1, false);
+    let mut plan = world.plan_head();
+    world.back_up_site("shop", "restored-shop", &[]);
+    let started = world.path("started");
+    plan.push_str(&format!(
+        r#"[stacks.shop]
+customer = "acme"
+role = "app"
+sources = ["www=/unused"]
+restore_to = "{}"
+approve_before_start = true
+start_commands = ["touch {}"]
+
+[recovery]
+target_datacenter = "dc2"
+"#,
+        world.path("hosts/shop").display(),
+        started.display()
+    ));
+    fs::write(world.path("drp.toml"), plan).unwrap();
+
+    let refused = world.drp(&["recover"]).output().unwrap();
+    let message = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{message}");
+    assert!(message.contains("approve-start"), "{message}");
+    assert!(message.contains("--yes"), "{message}");
+    assert!(!started.exists(), "the start command ran without approval");
+
+    let run = world.events()[0]["run"].as_str().unwrap().to_string();
+    let out = world
+        .drp(&["recover", "--resume", &run, "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(started.exists());
+    let events = world.events();
+    assert_eq!(succeeded(&events, "shop", "restore:www"), 1);
+    assert_eq!(succeeded(&events, "shop", "approve-start"), 1);
+}

@@ -288,3 +288,136 @@ pub fn measure(
         stacks,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::Facts;
+
+    fn at(seconds: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+    }
+
+    fn event(seq: u64, seconds: i64, kind: EventKind) -> Event {
+        Event {
+            run: "r".into(),
+            seq,
+            time: at(seconds),
+            kind,
+        }
+    }
+
+    fn finished(stack: &str, step: &str, facts: Facts) -> EventKind {
+        EventKind::StepFinished {
+            stack: stack.into(),
+            step: step.into(),
+            attempt: 1,
+            outcome: StepOutcome::Succeeded {
+                facts,
+                bytes: None,
+                summary: None,
+                duration_ms: 1000,
+            },
+        }
+    }
+
+    fn started(stack: &str, step: &str) -> EventKind {
+        EventKind::StepStarted {
+            stack: stack.into(),
+            step: step.into(),
+            attempt: 1,
+        }
+    }
+
+    /// Run starts at 0; the snapshot is from -600 s; healthy at 100 s. A second stack fails.
+    fn run() -> Vec<Event> {
+        let snapshot: Facts = [
+            (SNAPSHOT_FACT.to_string(), "s1".to_string()),
+            (SNAPSHOT_TIME_FACT.to_string(), at(-600).to_string()),
+        ]
+        .into();
+        vec![
+            event(
+                1,
+                0,
+                EventKind::RunStarted {
+                    plan: "p".into(),
+                    plan_digest: "d".into(),
+                    stacks: vec!["web".into(), "db".into()],
+                    parallelism: 2,
+                    fail_fast: false,
+                    resumed: false,
+                },
+            ),
+            event(2, 10, started("web", "restore:www")),
+            event(3, 50, finished("web", "restore:www", snapshot)),
+            event(4, 60, started("web", HEALTHY_STEP)),
+            event(5, 100, finished("web", HEALTHY_STEP, Facts::new())),
+            event(
+                6,
+                101,
+                EventKind::StackFinished {
+                    stack: "web".into(),
+                    outcome: StackOutcome::Recovered,
+                },
+            ),
+            event(
+                7,
+                102,
+                EventKind::StackFinished {
+                    stack: "db".into(),
+                    outcome: StackOutcome::Failed {
+                        step: "x".into(),
+                        error: "y".into(),
+                    },
+                },
+            ),
+        ]
+    }
+
+    fn objectives(rto: u64, rpo: u64) -> BTreeMap<String, Objectives> {
+        ["web", "db"]
+            .into_iter()
+            .map(|s| {
+                (
+                    s.to_string(),
+                    Objectives {
+                        rto: Some(Duration::from_secs(rto)),
+                        rpo: Some(Duration::from_secs(rpo)),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rto_runs_to_healthy_and_rpo_is_the_snapshot_age_at_the_incident_start() {
+        let m = measure(&run(), None, &objectives(120, 900));
+        let web = m.stacks.iter().find(|s| s.stack == "web").unwrap();
+        assert_eq!(web.rto_ms, Some(100_000));
+        assert_eq!(web.rpo_ms, Some(600_000));
+        assert_eq!(
+            (web.rto_verdict, web.rpo_verdict),
+            (Verdict::Pass, Verdict::Pass)
+        );
+        assert_eq!(web.snapshot.as_deref(), Some("s1"));
+        assert_eq!(web.steps.len(), 2);
+        assert_eq!(web.steps[1].duration_ms, Some(1000));
+        let db = m.stacks.iter().find(|s| s.stack == "db").unwrap();
+        assert_eq!((db.outcome.as_str(), db.rto_ms), ("failed", None));
+        assert_eq!(db.rto_verdict, Verdict::Fail);
+        // A failed stack: no overall RTO, and the run fails its objectives.
+        assert_eq!(m.rto_ms, None);
+        assert!(!m.passed);
+    }
+
+    #[test]
+    fn an_earlier_incident_start_lengthens_rto_and_shortens_rpo() {
+        let m = measure(&run(), Some(at(-60)), &objectives(120, 900));
+        let web = m.stacks.iter().find(|s| s.stack == "web").unwrap();
+        assert_eq!(web.rto_ms, Some(160_000));
+        assert_eq!(web.rpo_ms, Some(540_000));
+        assert_eq!(web.rto_verdict, Verdict::Fail);
+        assert!(m.incident_start_given);
+    }
+}
