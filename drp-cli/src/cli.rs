@@ -41,6 +41,12 @@ pub enum Command {
     Plan(crate::plan::PlanCommand),
     /// Recover stacks as a plan says (--dry-run: what would run, changing nothing).
     Recover(crate::recover::RecoverArgs),
+    /// Report of a recovery run: RTO/RPO per stack against the objectives, the timeline of
+    /// every step, failures, notifications (Markdown, self-contained HTML, or JSON).
+    Report(crate::report::ReportArgs),
+    /// The recovery runs in a plan's store.
+    #[command(subcommand)]
+    Runs(crate::report::RunsCommand),
     /// Probe a service (HTTP(S), TCP, command, DNS, TLS certificate) and explain the result.
     Probe(Box<ProbeArgs>),
     /// Notifiers (Slack, webhook, email, log).

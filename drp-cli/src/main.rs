@@ -9,6 +9,7 @@ mod output;
 mod plan;
 mod probe;
 mod recover;
+mod report;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,8 @@ fn run(command: cli::Command) -> Result<u8, output::CommandError> {
             cli::Command::Notify(command) => notify::run(command).await,
             cli::Command::Plan(command) => plan::run(command).await,
             cli::Command::Recover(args) => recover::run(args).await,
+            cli::Command::Report(args) => report::run(args).await,
+            cli::Command::Runs(command) => report::run_runs(command).await,
         }
     })
 }

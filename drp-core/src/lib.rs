@@ -13,6 +13,7 @@ pub mod executor;
 pub mod plan;
 pub mod recover;
 pub mod remote;
+pub mod report;
 
 pub use drp_backup as backup;
 pub use drp_monitor as monitor;
