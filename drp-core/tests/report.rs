@@ -79,10 +79,13 @@ async fn the_report_measures_every_stack_against_its_objectives() {
         "{notified:?}"
     );
     assert!(
-        report
-            .notifications
-            .iter()
-            .all(|n| n.details.iter().any(|d| d == "team-slack: sent"))
+        notified.contains(&("shop", "notify-recovered", "failed")),
+        "{notified:?}"
+    );
+    assert_eq!(
+        notified.len(),
+        4,
+        "one delivery per notification step: {notified:?}"
     );
 }
 

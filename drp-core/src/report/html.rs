@@ -351,7 +351,7 @@ fn notifications(out: &mut String, report: &RunReport) {
             esc(&n.step),
             esc(&time(n.time)),
             esc(&n.status),
-            esc(&n.details.join("; "))
+            esc(&n.detail)
         );
     }
     let _ = writeln!(out, "</table>");

@@ -153,7 +153,7 @@ pub fn render(report: &RunReport) -> String {
                 cell(&n.step),
                 time(n.time),
                 n.status,
-                cell(&n.details.join("; "))
+                cell(&n.detail)
             );
         }
     }
@@ -181,11 +181,12 @@ pub fn headline(report: &RunReport) -> String {
         }
     };
     let objectives = match missed {
-        0 if recovered == total => "every objective met".to_string(),
-        0 => "objectives met by the recovered stacks".to_string(),
-        n => format!("{n} missed an objective"),
+        0 if recovered == 0 => String::new(),
+        0 if recovered == total => "; every objective met".to_string(),
+        0 => "; the recovered stacks met their objectives".to_string(),
+        n => format!("; {n} missed an objective"),
     };
-    format!("{recovered} of {total} stacks recovered; {objectives}.{state}")
+    format!("{recovered} of {total} stacks recovered{objectives}.{state}")
 }
 
 fn actual(m: &Measure) -> String {

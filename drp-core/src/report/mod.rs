@@ -195,19 +195,20 @@ pub struct Failure {
     pub retried: bool,
 }
 
-/// A notification step (`notify-recovered`, `notify-failed`) and what it recorded.
+/// One notification: a delivery a notification step (`notify-recovered`, `notify-failed`)
+/// put on the record, or the step itself when it recorded none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Notification {
     /// The stack.
     pub stack: String,
     /// The step.
     pub step: String,
-    /// When it ended (or started, if it did not end).
+    /// When it was recorded.
     pub time: jiff::Timestamp,
     /// `sent`, `failed`, `unfinished`.
     pub status: String,
-    /// Per notifier, as the step recorded it; its error if it failed.
-    pub details: Vec<String>,
+    /// What the step recorded (through which notifier, to whom, or its error).
+    pub detail: String,
 }
 
 /// The report of one run.
@@ -421,28 +422,7 @@ impl RunReport {
             .collect();
         let timeline = timeline(&events);
         let failures = failures(&events);
-        let notifications = timeline
-            .iter()
-            .filter(|s| s.step.starts_with(NOTIFY_STEP_PREFIX))
-            .map(|s| Notification {
-                stack: s.stack.clone(),
-                step: s.step.clone(),
-                time: s.ended.unwrap_or(s.started),
-                status: match s.status {
-                    StepStatus::Succeeded | StepStatus::Retried => "sent",
-                    StepStatus::Failed => "failed",
-                    StepStatus::Unfinished => "unfinished",
-                }
-                .to_string(),
-                details: s
-                    .notes
-                    .iter()
-                    .cloned()
-                    .chain(s.summary.clone())
-                    .chain(s.error.clone())
-                    .collect(),
-            })
-            .collect();
+        let notifications = notifications(&events, &timeline);
         Ok(RunReport {
             run,
             plan: plan_name,
@@ -591,6 +571,65 @@ fn timeline(events: &[Event]) -> Vec<StepReport> {
     }
     steps.sort_by_key(|s| s.started);
     steps
+}
+
+/// Every delivery the notification steps recorded. A delivery that failed does not fail its
+/// step (telling people must not stop a recovery), so each note is its own row: a note that
+/// says it `failed` is a failed notification.
+fn notifications(events: &[Event], timeline: &[StepReport]) -> Vec<Notification> {
+    let mut rows = Vec::new();
+    for event in events {
+        if let EventKind::StepNote {
+            stack,
+            step,
+            message,
+        } = &event.kind
+            && step.starts_with(NOTIFY_STEP_PREFIX)
+        {
+            rows.push(Notification {
+                stack: stack.clone(),
+                step: step.clone(),
+                time: event.time,
+                status: if message.contains(" failed") {
+                    "failed"
+                } else {
+                    "sent"
+                }
+                .to_string(),
+                detail: message.clone(),
+            });
+        }
+    }
+    // Steps that recorded nothing (or failed as a whole) still say how they ended.
+    for step in timeline
+        .iter()
+        .filter(|s| s.step.starts_with(NOTIFY_STEP_PREFIX))
+    {
+        let noted = rows
+            .iter()
+            .any(|r| r.stack == step.stack && r.step == step.step);
+        if noted && step.status != StepStatus::Failed {
+            continue;
+        }
+        rows.push(Notification {
+            stack: step.stack.clone(),
+            step: step.step.clone(),
+            time: step.ended.unwrap_or(step.started),
+            status: match step.status {
+                StepStatus::Succeeded | StepStatus::Retried => "sent",
+                StepStatus::Failed => "failed",
+                StepStatus::Unfinished => "unfinished",
+            }
+            .to_string(),
+            detail: step
+                .error
+                .clone()
+                .or_else(|| step.summary.clone())
+                .unwrap_or_default(),
+        });
+    }
+    rows.sort_by_key(|r| r.time);
+    rows
 }
 
 fn failures(events: &[Event]) -> Vec<Failure> {

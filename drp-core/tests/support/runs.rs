@@ -117,7 +117,8 @@ pub fn store_of(plan: &Plan) -> Arc<dyn BackupStore> {
 }
 
 /// Steps in memory: restores report the snapshot they restored (`shop`'s is two days old),
-/// `web` starts slowly, `billing` fails to restore, notifications note what they sent.
+/// `web` starts slowly, `billing` fails to restore, notifications note what they sent (shop's
+/// delivery fails).
 /// `leak` is put in `billing`'s error, as a careless command would echo a password.
 pub struct Steps {
     pub leak: Option<String>,
@@ -173,7 +174,13 @@ impl StepRunner for Steps {
             std::thread::sleep(Duration::from_millis(20));
         }
         if step.starts_with("notify-") {
-            call.note("team-slack: sent").await;
+            // Telling people never fails a step: a failed delivery is a note.
+            if stack == "shop" {
+                call.note("notification through team-slack failed: HTTP 500")
+                    .await;
+            } else {
+                call.note("team-slack: sent").await;
+            }
         }
         Ok(StepOutput::done())
     }
