@@ -26,7 +26,7 @@ pub enum Format {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The run (see `drp runs list`).
+    /// The run (see `drp runs list`), or `latest` for the newest.
     #[arg(value_name = "RUN_ID")]
     pub run: String,
     /// The recovery plan (its store holds the journal; its stacks the objectives).

@@ -63,6 +63,10 @@ async fn report_renders_markdown_by_default_from_drp_toml() {
     assert!(md.contains("| web | acme | recovered |"), "{md}");
     assert!(md.contains(BILLING_ERROR), "{md}");
     assert!(md.contains("## Timeline"), "{md}");
+    // `latest` is the newest run.
+    let out = drp(dir.path(), &["report", "latest"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), md);
 }
 
 #[tokio::test]
@@ -134,6 +138,15 @@ async fn an_unknown_run_exits_1_and_says_so() {
     );
     assert!(
         stderr(&out).contains("`drp runs list` shows them"),
+        "{}",
+        stderr(&out)
+    );
+    let empty = tempfile::tempdir().unwrap();
+    write_plan(empty.path());
+    let out = drp(empty.path(), &["report", "latest", "--plan", "plan.toml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no run latest in file://"),
         "{}",
         stderr(&out)
     );

@@ -287,13 +287,32 @@ pub enum ReportError {
     NoStart(String),
 }
 
-/// Reads run `run_id` from `store` and builds its report against `plan`.
+/// The run id that means the newest run of the store.
+pub const LATEST: &str = "latest";
+
+/// Reads run `run_id` ([`LATEST`]: the newest) from `store` and builds its report against
+/// `plan`.
 pub async fn load(
     plan: &Plan,
     store: &dyn BackupStore,
     run_id: &str,
     incident_start: Option<jiff::Timestamp>,
 ) -> Result<RunReport, ReportError> {
+    let latest;
+    let run_id = if run_id == LATEST {
+        // Run ids start with their UTC start time: the greatest is the newest.
+        latest = crate::executor::journal::list_runs(store)
+            .await?
+            .pop()
+            .ok_or_else(|| ReportError::UnknownRun {
+                run: LATEST.to_string(),
+                store: store.to_string(),
+                known: 0,
+            })?;
+        latest.as_str()
+    } else {
+        run_id
+    };
     let events = match read_journal(store, run_id).await {
         Ok(events) => events,
         Err(JournalError::NoSuchRun(_)) => {
