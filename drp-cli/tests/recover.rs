@@ -551,3 +551,69 @@ target_datacenter = "dc2"
     assert_eq!(succeeded(&events, "shop", "restore:www"), 1);
     assert_eq!(succeeded(&events, "shop", "approve-start"), 1);
 }
+
+/// No spare in the target datacenter: its script provisioner creates the hosts (here, names
+/// for one sshd). A stack that fails tells the team which step failed and why.
+#[test]
+fn hosts_come_from_the_provisioner_when_no_spare_exists_and_failures_are_notified() {
+    let mut world = World::new(0, false);
+    let server = Sshd::start();
+    let mut plan = world.plan_head();
+    world.back_up_site("shop", "restored-shop", &[]);
+    world.back_up_site("broken", "restored-broken", &[]);
+    fs::write(
+        world.path("create-host.sh"),
+        format!(
+            "echo '{{\"name\": \"cloud-'$$'\", \"address\": \"{}\"}}'\n",
+            server.target()
+        ),
+    )
+    .unwrap();
+    plan = plan.replace(
+        "[datacenters.dc2]\n",
+        &format!(
+            "[datacenters.dc2]\nprovisioner = \"cloud\"\nssh_key = \"{}\"\nknown_hosts = \"{}\"\n\n\
+             [provisioners.cloud]\nkind = \"script\"\nacquire = \"sh create-host.sh\"\n\n\
+             [[notifiers]]\nname = \"journal\"\nkind = \"log\"\npath = \"notifications.jsonl\"\n",
+            server.client_key().display(),
+            server.known_hosts().display()
+        ),
+    );
+    for (stack, start) in [("shop", "true"), ("broken", "echo no disk >&2; exit 3")] {
+        plan.push_str(&format!(
+            r#"[stacks.{stack}]
+customer = "acme"
+role = "app"
+sources = ["www=/unused"]
+restore_to = "{}"
+start_commands = ["{start}"]
+notify = ["journal"]
+
+"#,
+            world.path(&format!("hosts/{stack}")).display(),
+        ));
+    }
+    // One attempt: the broken stack fails the same way every time.
+    plan.push_str("[recovery]\ntarget_datacenter = \"dc2\"\nretries = 0\n");
+    fs::write(world.path("drp.toml"), plan).unwrap();
+
+    let out = world.drp(&["recover"]).output().unwrap();
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("created by provisioner cloud"), "{shown}");
+    assert!(world.path("hosts/shop/www/index.html").exists());
+    let events = world.events();
+    assert_eq!(succeeded(&events, "shop", "notify-recovered"), 1);
+    let failed = events
+        .iter()
+        .find(|e| e["event"] == "stack_finished" && e["stack"] == "broken")
+        .unwrap();
+    assert_eq!(failed["outcome"]["status"], "failed", "{failed}");
+    assert_eq!(failed["outcome"]["step"], "start:1", "{failed}");
+    let told = fs::read_to_string(world.path("notifications.jsonl")).unwrap();
+    assert!(
+        told.contains("start:1") && told.contains("no disk"),
+        "{told}"
+    );
+    world.hosts.push(server); // stopped with the world
+}

@@ -17,6 +17,11 @@ use super::runner::{Reporter, StepCall, StepError, StepOutput, StepRunner};
 use super::spec::{RunSpec, StackSpec, StepSpec};
 use crate::plan::format_duration;
 
+/// The fact an `on_failure` step finds naming the step that failed.
+pub const FAILED_STEP_FACT: &str = "failed_step";
+/// The fact an `on_failure` step finds holding that step's error.
+pub const FAILED_ERROR_FACT: &str = "failed_error";
+
 /// How to run: a new run, or the continuation of one.
 #[derive(Debug, Clone)]
 pub struct ExecuteOptions {
@@ -528,10 +533,16 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        if matches!(outcome, StackOutcome::Failed { .. }) {
+        if let StackOutcome::Failed { step, error } = &outcome {
+            // `on_failure` steps see what failed (a notification says it).
+            let mut failure_facts = facts.clone();
+            failure_facts.insert(FAILED_STEP_FACT.into(), step.clone());
+            failure_facts.insert(FAILED_ERROR_FACT.into(), error.clone());
             // Best effort: a failed notification must not hide the failure it reports.
             for step in &stack.on_failure {
-                let _ = self.run_step(stack, step, &facts, &dependencies).await;
+                let _ = self
+                    .run_step(stack, step, &failure_facts, &dependencies)
+                    .await;
             }
         }
         self.emit(EventKind::StackFinished {

@@ -25,7 +25,10 @@ pub mod measure;
 mod runner;
 mod spec;
 
-pub use engine::{ExecuteOptions, ExecutorError, ResumeError, ResumeState, RunSummary, execute};
+pub use engine::{
+    ExecuteOptions, ExecutorError, FAILED_ERROR_FACT, FAILED_STEP_FACT, ResumeError, ResumeState,
+    RunSummary, execute,
+};
 pub use event::{
     Event, EventKind, EventSink, Facts, Fanout, MemorySink, Redact, SinkError, StackOutcome,
     StepOutcome,

@@ -13,15 +13,21 @@ use drp_backup::{
     SecretKeys, SnapshotSelector, StoreError, TrustedSigners,
 };
 use drp_monitor::{Monitor, Notifications, StackRef};
-use drp_provision::{AnsibleOptions, AnsibleRunner, HostSpec, SshTransport, Transport};
+use drp_provision::{
+    AnsibleOptions, AnsibleRunner, HostRequest, HostSpec, Provisioner, ScriptOptions,
+    ScriptProvisioner, SshTransport, Transport,
+};
 use serde::{Deserialize, Serialize};
 
 use super::Approver;
 use super::probe;
 use crate::executor::measure::{SNAPSHOT_FACT, SNAPSHOT_TIME_FACT};
-use crate::executor::{NotifyEvent, StepCall, StepError, StepKind, StepOutput, StepRunner};
+use crate::executor::{
+    FAILED_ERROR_FACT, FAILED_STEP_FACT, NotifyEvent, StepCall, StepError, StepKind, StepOutput,
+    StepRunner,
+};
 use crate::plan::dry_run::choose_snapshot;
-use crate::plan::{Host, Plan, RestoreTarget, SecretRef, Stack};
+use crate::plan::{Host, Plan, ProvisionerKind, RestoreTarget, SecretRef, Stack};
 use crate::remote::TransportHost;
 
 /// Where host leases live in the store: `.drp/leases/HOST.json`.
@@ -33,6 +39,8 @@ pub const HOST_FACT: &str = "host";
 pub const ADDRESS_FACT: &str = "address";
 /// What `{host}` becomes in probes: the host part of the address.
 pub const HOST_ADDRESS_FACT: &str = "host_address";
+/// The datacenter of a host a provisioner created (its SSH settings reach it).
+pub const DATACENTER_FACT: &str = "datacenter";
 
 /// Who holds a spare host (the lease object's content, JSON): a run, for one stack.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,17 +127,115 @@ impl PlanRunner {
             .clone()
     }
 
-    /// The host `acquire-host` took for the stack.
-    fn acquired<'p>(&'p self, call: &StepCall<'_>) -> Result<&'p Host, StepError> {
-        let name = call.facts.get(HOST_FACT).ok_or_else(|| {
+    /// The host `acquire-host` took for the stack: a spare of the plan, or one its
+    /// datacenter's provisioner created (reached with the datacenter's SSH settings).
+    fn acquired(&self, call: &StepCall<'_>) -> Result<Host, StepError> {
+        let facts = call.facts;
+        let name = facts.get(HOST_FACT).ok_or_else(|| {
             StepError::permanent(format!(
                 "stack {}: no host acquired before step {}",
                 call.stack.name, call.step.name
             ))
         })?;
-        self.plan.host(name).ok_or_else(|| {
-            StepError::permanent(format!("host {name} (acquired earlier) is not in the plan"))
-        })
+        if let Some(host) = self.plan.host(name) {
+            return Ok(host.clone());
+        }
+        let (Some(address), Some(dc)) = (facts.get(ADDRESS_FACT), facts.get(DATACENTER_FACT))
+        else {
+            return Err(StepError::permanent(format!(
+                "host {name} (acquired earlier) is not in the plan"
+            )));
+        };
+        let address = address
+            .parse()
+            .map_err(|e| StepError::permanent(format!("host {name}: {e}")))?;
+        Ok(self.provisioned_host(name, address, dc))
+    }
+
+    /// A host a provisioner created in `dc`, reached with the datacenter's SSH settings.
+    fn provisioned_host(&self, name: &str, address: drp_provision::SshTarget, dc: &str) -> Host {
+        let ssh = self
+            .plan
+            .datacenters
+            .get(dc)
+            .map(|d| d.ssh.clone())
+            .unwrap_or_default();
+        Host {
+            name: name.to_string(),
+            datacenter: dc.to_string(),
+            address,
+            roles: Vec::new(),
+            spare: false,
+            ssh,
+            vars: Default::default(),
+            at: crate::plan::Location { line: 0, column: 0 },
+        }
+    }
+
+    /// Whether `host` runs `true` over SSH, within three connect timeouts.
+    async fn answers(&self, host: &Host) -> Result<(), String> {
+        let transport = self.transport(host);
+        let limit = host.ssh.connect_timeout.unwrap_or(Duration::from_secs(10)) * 3;
+        match tokio::time::timeout(limit, transport.run("true")).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "no answer over SSH within {}",
+                crate::plan::format_duration(limit)
+            )),
+        }
+    }
+
+    /// No spare answered: the datacenter's provisioner creates a host, if it has one.
+    async fn provision(
+        &self,
+        call: &StepCall<'_>,
+        role: &str,
+        dc: &str,
+    ) -> Option<Result<StepOutput, StepError>> {
+        let name = self.plan.datacenters.get(dc)?.provisioner.as_ref()?;
+        let provisioner = self.plan.provisioners.get(name)?;
+        let ProvisionerKind::Script {
+            acquire,
+            release,
+            timeout,
+            env,
+        } = &provisioner.kind;
+        let mut options = ScriptOptions::new(acquire.clone()).with_timeout(*timeout);
+        if let Some(release) = release {
+            options = options.with_release_command(release.clone());
+        }
+        for (key, value) in env {
+            options = options.with_env(key.clone(), value.clone());
+        }
+        options.current_dir = Some(self.plan.dir.clone());
+        let request = HostRequest::new(role, call.run_id).in_datacenter(dc);
+        let lease = match ScriptProvisioner::new(options).acquire(&request).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                return Some(Err(StepError::retryable(format!(
+                    "stack {}: provisioner {name}: {e}",
+                    call.stack.name
+                ))));
+            }
+        };
+        let host = lease.host;
+        let reached = self.provisioned_host(&host.name, host.address.clone(), dc);
+        if let Err(problem) = self.answers(&reached).await {
+            return Some(Err(StepError::retryable(format!(
+                "stack {}: host {} created by provisioner {name} does not answer: {problem}",
+                call.stack.name, host.name
+            ))));
+        }
+        Some(Ok(StepOutput::done()
+            .with_fact(HOST_FACT, host.name.clone())
+            .with_fact(ADDRESS_FACT, host.address.to_string())
+            .with_fact(HOST_ADDRESS_FACT, host.address.host.clone())
+            .with_fact(DATACENTER_FACT, dc.to_string())
+            .with_summary(format!(
+                "{} ({}), created by provisioner {name}",
+                host.name, host.address
+            ))))
     }
 
     async fn acquire_host(
@@ -179,18 +285,7 @@ impl PlanRunner {
                     }
                 }
             }
-            let transport = self.transport(host);
-            let limit = host.ssh.connect_timeout.unwrap_or(Duration::from_secs(10)) * 3;
-            let answer = tokio::time::timeout(limit, transport.run("true")).await;
-            let problem = match answer {
-                Ok(Ok(_)) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(_) => Some(format!(
-                    "no answer over SSH within {}",
-                    crate::plan::format_duration(limit)
-                )),
-            };
-            if let Some(problem) = problem {
+            if let Err(problem) = self.answers(host).await {
                 skipped.push(format!("{}: {problem}", host.name));
                 let _ = self.store.delete(&key).await;
                 continue;
@@ -200,6 +295,9 @@ impl PlanRunner {
                 .with_fact(ADDRESS_FACT, host.address.to_string())
                 .with_fact(HOST_ADDRESS_FACT, host.address.host.clone())
                 .with_summary(format!("{} ({})", host.name, host.address)));
+        }
+        if let Some(provisioned) = self.provision(&call, role, dc).await {
+            return provisioned;
         }
         let reasons = if skipped.is_empty() {
             "there is none".to_string()
@@ -213,7 +311,7 @@ impl PlanRunner {
 
     async fn prepare(&self, call: StepCall<'_>) -> Result<StepOutput, StepError> {
         let stack = self.stack(&call.stack.name)?;
-        let host = self.acquired(&call)?;
+        let host = &self.acquired(&call)?;
         let Some(playbook) = &stack.playbook else {
             return Ok(StepOutput::done());
         };
@@ -280,7 +378,7 @@ impl PlanRunner {
         target: &RestoreTarget,
     ) -> Result<StepOutput, StepError> {
         let stack = self.stack(&call.stack.name)?;
-        let host = self.acquired(&call)?;
+        let host = &self.acquired(&call)?;
         // Every source of a stack comes from one snapshot: the first restore chooses it
         // (and journals it), the others — also after a resume — take the same.
         let (snapshot, snapshot_time) = match (
@@ -356,7 +454,7 @@ impl PlanRunner {
     }
 
     async fn command(&self, call: StepCall<'_>, command: &str) -> Result<StepOutput, StepError> {
-        let host = self.acquired(&call)?;
+        let host = &self.acquired(&call)?;
         let output = self.transport(host).run(command).await.map_err(|e| {
             StepError::retryable(format!(
                 "stack {}, step {}: {e}",
@@ -374,7 +472,7 @@ impl PlanRunner {
 
     async fn wait_healthy(&self, call: StepCall<'_>) -> Result<StepOutput, StepError> {
         let stack = self.stack(&call.stack.name)?;
-        let host = self.acquired(&call)?;
+        let host = &self.acquired(&call)?;
         let address = call
             .facts
             .get(HOST_ADDRESS_FACT)
@@ -453,8 +551,16 @@ impl PlanRunner {
             NotifyEvent::Failed => drp_monitor::Event::StepFailed {
                 run_id: call.run_id.to_string(),
                 stack: stack_ref,
-                step: "recovery".into(),
-                error: "a recovery step failed (the run's journal says which and why)".into(),
+                step: call
+                    .facts
+                    .get(FAILED_STEP_FACT)
+                    .cloned()
+                    .unwrap_or_else(|| "recovery".into()),
+                error: call
+                    .facts
+                    .get(FAILED_ERROR_FACT)
+                    .cloned()
+                    .unwrap_or_else(|| "see the run's journal".into()),
             },
         };
         let report = notifications.send(&message).await;
