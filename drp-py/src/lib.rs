@@ -15,6 +15,7 @@ mod probe;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use serde::Serialize;
@@ -34,16 +35,36 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// How often a call that waits checks for signals (Ctrl-C) sent to Python.
+const SIGNAL_CHECK: Duration = Duration::from_millis(200);
+
 /// Runs the future `work` makes to completion on the shared runtime with the GIL released,
 /// then turns its outcome into Python data or the exception of its kind. (The future is made
 /// on the releasing thread, so it need not be `Send` itself: only what it is made from.)
+///
+/// Every [`SIGNAL_CHECK`] it takes the GIL for a moment to let Python handle signals: on
+/// the main thread, Ctrl-C raises `KeyboardInterrupt` and the work is dropped, as the `drp`
+/// command is stopped by it (a backup then leaves no snapshot: the manifest is written last).
 pub(crate) fn run<T, F, W>(py: Python<'_>, work: W) -> PyResult<Py<PyAny>>
 where
     T: Serialize + Send,
     F: Future<Output = Result<T, Failure>>,
     W: FnOnce() -> F + Send,
 {
-    let outcome = py.detach(|| runtime().block_on(work()));
+    let outcome = py.detach(|| {
+        runtime().block_on(async {
+            let work = work();
+            tokio::pin!(work);
+            loop {
+                tokio::select! {
+                    outcome = &mut work => return Ok::<_, PyErr>(outcome),
+                    () = tokio::time::sleep(SIGNAL_CHECK) => {
+                        Python::attach(|py| py.check_signals())?;
+                    }
+                }
+            }
+        })
+    })?;
     match outcome {
         Ok(value) => to_python(py, &value),
         Err(failure) => Err(failure.into_pyerr(py)),

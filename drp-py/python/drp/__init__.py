@@ -7,7 +7,9 @@ Recovery plans (:func:`load_plan`, :func:`check_plan`), per-customer encrypted b
 ``drp`` command.
 
 Calls are synchronous and release the GIL while they work (other Python threads run
-meanwhile); they share one runtime per process. Results are plain data (dicts, lists,
+meanwhile); they share one runtime per process. Ctrl-C interrupts a call made on the main
+thread with ``KeyboardInterrupt``, as it stops the ``drp`` command (an interrupted backup
+leaves no snapshot). Results are plain data (dicts, lists,
 strings, numbers, None: JSON-compatible). Errors raise the class of their kind from
 :mod:`drp.errors`, all subclasses of :class:`DrpError`, with the ``drp`` command's message.
 Secrets are never arguments: passphrases are read from the environment variable or file

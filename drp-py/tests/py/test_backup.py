@@ -249,3 +249,41 @@ def test_keys_are_listed(keys):
     assert listed["acme"]["has_secret"] is True
     with pytest.raises(errors.DrpKeyError, match="already exists"):
         drp.keys_generate("acme", keys)
+
+
+def test_ctrl_c_stops_a_backup_and_leaves_no_snapshot(store, keys, tmp_path):
+    """SIGINT during a call raises KeyboardInterrupt in the calling (main) thread, as it
+    stops the drp command; the interrupted backup leaves no snapshot."""
+    import signal
+    import sys
+
+    started = tmp_path / "started"
+    script = tmp_path / "interrupted.py"
+    script.write_text(
+        "import drp, sys\n"
+        "try:\n"
+        f"    drp.backup_create({store!r}, 'acme',\n"
+        f"        {{'db': 'cmd:touch {started}; sleep 600; echo never'}},\n"
+        f"        [{str(keys / 'acme.pub.asc')!r}])\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted')\n"
+        "    sys.exit(42)\n"
+    )
+    # Its own process group, so that the dump command (which only Python is told to stop
+    # here, unlike a terminal's Ctrl-C that reaches the whole group) is cleaned up after.
+    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        while not started.exists():
+            assert child.poll() is None, "the backup ended before its source started"
+            threading.Event().wait(0.05)
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        child.wait()
+    assert (child.returncode, out.strip()) == (42, "interrupted")
+    assert drp.backup_list(store, "acme") == []
