@@ -579,7 +579,10 @@ fn hosts_come_from_the_provisioner_when_no_spare_exists_and_failures_are_notifie
             server.known_hosts().display()
         ),
     );
-    for (stack, start) in [("shop", "true"), ("broken", "echo no disk >&2; exit 3")] {
+    // The broken service's error output echoes the key passphrase: it must be hidden from
+    // the journal, the output and the notification.
+    let broken = format!("echo no disk, passphrase {PASSPHRASE} >&2; exit 3");
+    for (stack, start) in [("shop", "true"), ("broken", broken.as_str())] {
         plan.push_str(&format!(
             r#"[stacks.{stack}]
 customer = "acme"
@@ -615,5 +618,13 @@ notify = ["journal"]
         told.contains("start:1") && told.contains("no disk"),
         "{told}"
     );
+    let journal = fs::read_to_string(world.journal_path().unwrap()).unwrap();
+    assert!(journal.contains("passphrase ***"), "{journal}");
+    for place in [&shown, &journal, &told] {
+        assert!(
+            !place.contains(PASSPHRASE),
+            "the passphrase leaked: {place}"
+        );
+    }
     world.hosts.push(server); // stopped with the world
 }

@@ -74,6 +74,9 @@ pub struct PlanRunner {
     keys: Mutex<HashMap<String, SecretKeys>>,
     /// Per host name, connected once.
     transports: Mutex<HashMap<String, Arc<dyn Transport>>>,
+    /// Secret values: hidden from what notifiers send (a failed command's stderr may echo
+    /// one; the journal has its own [`Redact`](crate::executor::Redact)).
+    secrets: Vec<String>,
 }
 
 impl std::fmt::Debug for PlanRunner {
@@ -94,6 +97,7 @@ impl PlanRunner {
         at: Option<jiff::Timestamp>,
         incident_start: jiff::Timestamp,
     ) -> Result<PlanRunner, drp_backup::KeyError> {
+        let plan_for_secrets = plan.clone();
         let trust = if plan.storage.trust.is_empty() {
             None
         } else {
@@ -109,6 +113,7 @@ impl PlanRunner {
             trust,
             keys: Mutex::default(),
             transports: Mutex::default(),
+            secrets: super::plan_secrets(&plan_for_secrets),
         })
     }
 
@@ -170,6 +175,15 @@ impl PlanRunner {
             vars: Default::default(),
             at: crate::plan::Location { line: 0, column: 0 },
         }
+    }
+
+    fn redact(&self, mut text: String) -> String {
+        for secret in &self.secrets {
+            if secret.len() >= 4 && text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), "***");
+            }
+        }
+        text
     }
 
     /// Whether `host` runs `true` over SSH, within three connect timeouts.
@@ -556,11 +570,12 @@ impl PlanRunner {
                     .get(FAILED_STEP_FACT)
                     .cloned()
                     .unwrap_or_else(|| "recovery".into()),
-                error: call
-                    .facts
-                    .get(FAILED_ERROR_FACT)
-                    .cloned()
-                    .unwrap_or_else(|| "see the run's journal".into()),
+                error: self.redact(
+                    call.facts
+                        .get(FAILED_ERROR_FACT)
+                        .cloned()
+                        .unwrap_or_else(|| "see the run's journal".into()),
+                ),
             },
         };
         let report = notifications.send(&message).await;
