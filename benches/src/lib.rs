@@ -38,6 +38,34 @@ pub fn write_mixed_file(path: &Path, len: u64) -> io::Result<()> {
         .sync_all()
 }
 
+/// The text of a valid recovery plan with `stacks` stacks in chains of ten (each stack but the
+/// first of a chain depends on the previous one), two sources, a start command and an HTTP
+/// probe each, all recovered onto one spare. Key files are named but not needed: check it
+/// with `CheckOptions { files: false }`.
+pub fn plan_with_stacks(stacks: usize) -> String {
+    let mut text = String::from(
+        "format = 1\n[storage]\nurl = \"memory://\"\n\n[customers.c]\n\
+         certificates = [\"c.pub.asc\"]\n\n[datacenters.dc]\n\n\
+         [[hosts]]\nname = \"spare\"\ndatacenter = \"dc\"\naddress = \"10.0.0.1\"\n\
+         roles = [\"app\"]\nspare = true\n\n[recovery]\ntarget_datacenter = \"dc\"\n",
+    );
+    for i in 0..stacks {
+        let depends = if i % 10 == 0 {
+            String::new()
+        } else {
+            format!("depends_on = [\"s{:04}\"]\n", i - 1)
+        };
+        text.push_str(&format!(
+            "\n[stacks.s{i:04}]\ncustomer = \"c\"\nrole = \"app\"\n{depends}\
+             sources = [\"www=/srv/www\", \"db=cmd:pg_dump\"]\nrestore_to = \"/srv\"\n\
+             start_commands = [\"systemctl start s\"]\n\
+             [stacks.s{i:04}.probes.home]\nkind = \"http\"\nurl = \"http://{{host}}/\"\n\
+             conditions = [\"[STATUS] == 200\"]\n"
+        ));
+    }
+    text
+}
+
 /// xorshift64*: fast, deterministic, and not compressible by zstd (not for cryptography).
 struct XorShift64Star(u64);
 
