@@ -55,9 +55,18 @@ pub enum Error {
         snapshot: String,
         reason: String,
     },
-    /// Stored data is truncated, corrupted, swapped or not decryptable with the given key.
+    /// Stored data is truncated, corrupted, swapped or not decryptable.
     #[error("stack {stack}, snapshot {snapshot}, source {source_name}: {reason}")]
     DataRefused {
+        stack: String,
+        snapshot: String,
+        source_name: String,
+        reason: String,
+    },
+    /// The stored object is intact (its hash matches the manifest) but none of the given
+    /// secret keys can decrypt it: the wrong key was given, the backup is not in question.
+    #[error("stack {stack}, snapshot {snapshot}, source {source_name}: {reason}")]
+    WrongKey {
         stack: String,
         snapshot: String,
         source_name: String,

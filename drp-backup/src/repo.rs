@@ -774,6 +774,10 @@ impl Repository {
         // Set when the key cannot open the message: reading the rest would prove nothing.
         let key_failed = Arc::new(AtomicBool::new(false));
 
+        let keys_are_recipients = keys
+            .fingerprints()
+            .iter()
+            .any(|fingerprint| manifest.recipients.contains(fingerprint));
         let keys = keys.clone();
         let key_failed_flag = key_failed.clone();
         let decrypt = spawn_blocking(move || {
@@ -832,7 +836,20 @@ impl Repository {
             return Err(e.into());
         }
         if let Err(DecryptFailure::Key(e)) = decrypted {
-            return Err(refuse(format!("cannot decrypt: {e}")));
+            let reason = format!("cannot decrypt: {e}");
+            // Keys of none of the certificates the snapshot was made for: the operator's
+            // mistake, not the backup's. A key the snapshot was made for that cannot open the
+            // object means the object is not what the manifest says.
+            return Err(if keys_are_recipients {
+                refuse(reason)
+            } else {
+                Error::WrongKey {
+                    stack: self.stack.clone(),
+                    snapshot: manifest.snapshot.clone(),
+                    source_name: record.name.clone(),
+                    reason,
+                }
+            });
         }
         if !hash_matches {
             return Err(refuse(format!(

@@ -231,8 +231,23 @@ async fn a_failing_dump_command_commits_nothing() {
 }
 
 /// Backs up, damages the store with `damage`, restores into a target that already holds a
-/// file, and checks the error and that the target is exactly as it was.
+/// file, and checks the error (an integrity failure) and that the target is exactly as it was.
 async fn assert_refused<D>(
+    trust: Option<&str>,
+    key: &str,
+    signer: Option<&str>,
+    damage: D,
+    expected: &[&str],
+) where
+    D: FnOnce(&Fixture, &Manifest),
+{
+    assert_refused_as(true, trust, key, signer, damage, expected).await;
+}
+
+/// [`assert_refused`], where the error is an integrity failure or, with `integrity` false,
+/// not one (the data is fine, the key is wrong).
+async fn assert_refused_as<D>(
+    integrity: bool,
     trust: Option<&str>,
     key: &str,
     signer: Option<&str>,
@@ -262,9 +277,10 @@ async fn assert_refused<D>(
     options.trust = trust.map(|t| f.trust(t));
     let err = f.repo("acme").restore(options).await.unwrap_err();
     let message = err.to_string();
-    assert!(
+    assert_eq!(
         err.is_integrity_failure(),
-        "not an integrity failure: {message}"
+        integrity,
+        "integrity failure or not: {message}"
     );
     assert!(
         message.contains(&format!("stack acme, snapshot {}", manifest.snapshot)),
@@ -282,11 +298,10 @@ async fn assert_refused<D>(
         .await
         .unwrap();
     assert_eq!(outcomes.len(), 1);
+    let verified = outcomes[0].1.as_ref();
     assert!(
-        outcomes[0]
-            .1
-            .as_ref()
-            .is_err_and(Error::is_integrity_failure)
+        verified.is_err_and(|e| e.is_integrity_failure() == integrity),
+        "{verified:?}"
     );
 }
 
@@ -341,7 +356,9 @@ async fn a_swapped_object_is_refused_and_the_target_left_as_it_was() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_key_is_refused_and_the_target_left_as_it_was() {
-    assert_refused(
+    // Not an integrity failure: the data matches its manifest, the key is the problem.
+    assert_refused_as(
+        false,
         None,
         "globex",
         None,

@@ -65,7 +65,7 @@ pub(crate) fn backup_class(error: &backup::Error) -> &'static str {
     use backup::Error as E;
     match error {
         E::Store(_) => "StoreError",
-        E::Key(_) => "DrpKeyError",
+        E::Key(_) | E::WrongKey { .. } => "DrpKeyError",
         E::InvalidName { .. }
         | E::InvalidSourceSpec { .. }
         | E::OneSourceForCommand { .. }

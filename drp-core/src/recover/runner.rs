@@ -452,7 +452,12 @@ impl PlanRunner {
                     stack.name, host.name
                 );
                 // Bad data or a wrong key stays bad; a network hiccup may pass.
-                if e.is_integrity_failure() || matches!(e, drp_backup::Error::Key(_)) {
+                if e.is_integrity_failure()
+                    || matches!(
+                        e,
+                        drp_backup::Error::Key(_) | drp_backup::Error::WrongKey { .. }
+                    )
+                {
                     StepError::permanent(message)
                 } else {
                     StepError::retryable(message)
