@@ -1,10 +1,12 @@
 //! `drp recover`: parses, calls drp-core's [`recover`](drp_core::recover::recover) (or its
-//! dry run), renders the events as they come — plain lines, or one JSON object per line
-//! with `--json` — and the measurements at the end. Exit 0 when every stack recovered.
+//! dry run), renders the events as they come — plain lines (above a live board on a
+//! terminal), or one JSON object per line with `--json` — and the measurements at the end.
+//! Exit 0 when every stack recovered.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use clap::Args;
@@ -185,7 +187,13 @@ async fn run_recovery(args: RecoverArgs) -> Result<u8, CommandError> {
     } else {
         Arc::new(TerminalApprover)
     };
-    let printer: Arc<Printer> = Arc::new(Printer { json: args.json });
+    // A live board only for a person at a terminal; pipes and --json get plain records.
+    let board =
+        (!args.json && std::io::stdout().is_terminal()).then(|| Mutex::new(Board::default()));
+    let printer: Arc<Printer> = Arc::new(Printer {
+        json: args.json,
+        board,
+    });
     let options = RecoverOptions {
         stacks: args.stacks,
         resume: args.resume,
@@ -196,6 +204,10 @@ async fn run_recovery(args: RecoverArgs) -> Result<u8, CommandError> {
     let recovery = recover(Arc::new(plan), store, options, approver, printer.clone())
         .await
         .map_err(|e| CommandError::message(e.to_string()))?;
+    if let Some(board) = &printer.board {
+        let mut board = board.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = write_stdout(&board.erase());
+    }
     if !args.json {
         write_stdout(&render_measurements(&recovery))?;
     }
@@ -237,25 +249,149 @@ impl Approver for TerminalApprover {
     }
 }
 
-/// Renders events as they are journaled: one line each, or one JSON object each.
+/// Renders events as they are journaled: one line each, or one JSON object each; on a
+/// terminal the lines scroll above a live [`Board`].
 struct Printer {
     json: bool,
+    board: Option<Mutex<Board>>,
 }
 
 #[async_trait]
 impl EventSink for Printer {
     async fn record(&self, event: &Event) -> Result<(), SinkError> {
         let line = if self.json {
-            serde_json::to_string(event).map_err(|e| SinkError(e.to_string()))?
+            Some(serde_json::to_string(event).map_err(|e| SinkError(e.to_string()))?)
         } else {
-            match describe(event) {
-                Some(line) => format!("{} {line}", event.time.strftime("%H:%M:%S")),
-                None => return Ok(()),
-            }
+            describe(event).map(|line| format!("{} {line}", event.time.strftime("%H:%M:%S")))
         };
+        let mut out = String::new();
+        if let Some(board) = &self.board {
+            let mut board = board.lock().unwrap_or_else(|e| e.into_inner());
+            out.push_str(&board.erase());
+            if let Some(line) = &line {
+                out.push_str(line);
+                out.push('\n');
+            }
+            board.apply(event);
+            out.push_str(&board.draw());
+        } else if let Some(line) = &line {
+            out.push_str(line);
+            out.push('\n');
+        }
         // The terminal is not the record: a closed stdout must not stop the run.
-        let _ = write_stdout(&format!("{line}\n"));
+        let _ = write_stdout(&out);
         Ok(())
+    }
+
+    fn progress(&self, stack: &str, _step: &str, bytes: u64) {
+        let Some(board) = &self.board else { return };
+        let mut board = board.lock().unwrap_or_else(|e| e.into_inner());
+        board.set_bytes(stack, bytes);
+        // Bytes arrive often: redraw at most every 100 ms.
+        if board
+            .last_draw
+            .is_none_or(|at| at.elapsed() >= BOARD_REDRAW)
+        {
+            let text = format!("{}{}", board.erase(), board.draw());
+            let _ = write_stdout(&text);
+        }
+    }
+}
+
+/// How often byte progress may redraw the board.
+const BOARD_REDRAW: std::time::Duration = std::time::Duration::from_millis(100);
+/// Width of the board's bar, in characters.
+const BAR_WIDTH: usize = 30;
+
+/// The live part of the terminal display, below the scrolling event lines: a bar of the
+/// stacks that finished out of all, then one line per stack in progress with its step,
+/// attempt and bytes so far. Redrawn in place (cursor up, clear to the end of the screen).
+#[derive(Debug, Default)]
+struct Board {
+    total: usize,
+    finished: usize,
+    failed: usize,
+    /// Stack → (step, attempt, bytes so far), for the stacks in progress.
+    running: BTreeMap<String, (String, u32, u64)>,
+    /// Lines the last draw left on the screen.
+    drawn: usize,
+    last_draw: Option<std::time::Instant>,
+}
+
+impl Board {
+    fn apply(&mut self, event: &Event) {
+        match &event.kind {
+            EventKind::RunStarted { stacks, .. } => self.total = stacks.len(),
+            EventKind::StackStarted { stack } => {
+                self.running
+                    .insert(stack.clone(), ("starting".to_string(), 1, 0));
+            }
+            EventKind::StepStarted {
+                stack,
+                step,
+                attempt,
+            } => {
+                self.running
+                    .insert(stack.clone(), (step.clone(), *attempt, 0));
+            }
+            EventKind::StackFinished { stack, outcome } => {
+                self.running.remove(stack);
+                self.finished += 1;
+                if !matches!(outcome, StackOutcome::Recovered) {
+                    self.failed += 1;
+                }
+            }
+            EventKind::RunFinished { .. } => self.running.clear(),
+            _ => {}
+        }
+    }
+
+    fn set_bytes(&mut self, stack: &str, bytes: u64) {
+        if let Some(entry) = self.running.get_mut(stack) {
+            entry.2 = bytes;
+        }
+    }
+
+    /// The escape sequence that removes the last draw (nothing if nothing is drawn).
+    fn erase(&mut self) -> String {
+        let lines = std::mem::take(&mut self.drawn);
+        if lines == 0 {
+            String::new()
+        } else {
+            format!("\x1b[{lines}F\x1b[J")
+        }
+    }
+
+    /// The board's text; remembers how many lines it takes.
+    fn draw(&mut self) -> String {
+        self.last_draw = Some(std::time::Instant::now());
+        if self.total == 0 {
+            return String::new();
+        }
+        let filled = BAR_WIDTH * self.finished.min(self.total) / self.total;
+        let mut text = format!(
+            "[{}{}] {}/{} stacks finished",
+            "#".repeat(filled),
+            "-".repeat(BAR_WIDTH - filled),
+            self.finished,
+            self.total
+        );
+        if self.failed > 0 {
+            text.push_str(&format!(" ({} not recovered)", self.failed));
+        }
+        text.push('\n');
+        for (stack, (step, attempt, bytes)) in &self.running {
+            text.push_str(&format!("  {stack}: {step}"));
+            if *attempt > 1 {
+                text.push_str(&format!(" (attempt {attempt})"));
+            }
+            if *bytes > 0 {
+                text.push_str(&format!(", {}", human_bytes(*bytes)));
+            }
+            text.push('\n');
+        }
+        self.drawn = 1 + self.running.len();
+        text
     }
 }
 
@@ -400,4 +536,80 @@ fn render_measurements(recovery: &Recovery) -> String {
         recovery.local_journal.display()
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: EventKind) -> Event {
+        Event {
+            run: "r1".into(),
+            seq: 1,
+            time: jiff::Timestamp::UNIX_EPOCH,
+            kind,
+        }
+    }
+
+    fn started(stacks: &[&str]) -> EventKind {
+        EventKind::RunStarted {
+            plan: "p".into(),
+            plan_digest: "d".into(),
+            stacks: stacks.iter().map(|s| s.to_string()).collect(),
+            parallelism: 2,
+            fail_fast: false,
+            resumed: false,
+        }
+    }
+
+    #[test]
+    fn the_board_shows_finished_stacks_and_each_running_step_with_its_bytes() {
+        let mut board = Board::default();
+        board.apply(&event(started(&["db", "web", "crm"])));
+        board.apply(&event(EventKind::StackStarted { stack: "db".into() }));
+        board.apply(&event(EventKind::StepStarted {
+            stack: "db".into(),
+            step: "restore:dump".into(),
+            attempt: 2,
+        }));
+        board.set_bytes("db", 3 * 1024 * 1024);
+        board.apply(&event(EventKind::StackStarted {
+            stack: "crm".into(),
+        }));
+        board.apply(&event(EventKind::StackFinished {
+            stack: "crm".into(),
+            outcome: StackOutcome::Failed {
+                step: "start".into(),
+                error: "exit 1".into(),
+            },
+        }));
+        let text = board.draw();
+        assert_eq!(
+            text,
+            format!(
+                "[{}{}] 1/3 stacks finished (1 not recovered)\n  db: restore:dump (attempt 2), {}\n",
+                "#".repeat(10),
+                "-".repeat(20),
+                human_bytes(3 * 1024 * 1024)
+            )
+        );
+        // The next draw first removes exactly the two lines this one printed.
+        assert_eq!(board.erase(), "\x1b[2F\x1b[J");
+        assert_eq!(board.erase(), "", "nothing is drawn any more");
+    }
+
+    #[test]
+    fn a_finished_run_leaves_a_full_bar_and_no_running_lines() {
+        let mut board = Board::default();
+        board.apply(&event(started(&["db"])));
+        board.apply(&event(EventKind::StackStarted { stack: "db".into() }));
+        board.apply(&event(EventKind::StackFinished {
+            stack: "db".into(),
+            outcome: StackOutcome::Recovered,
+        }));
+        assert_eq!(
+            board.draw(),
+            format!("[{}] 1/1 stacks finished\n", "#".repeat(BAR_WIDTH))
+        );
+    }
 }
