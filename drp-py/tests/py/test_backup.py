@@ -262,7 +262,10 @@ def test_ctrl_c_stops_a_backup_and_leaves_no_snapshot(store, keys, tmp_path):
     started = tmp_path / "started"
     script = tmp_path / "interrupted.py"
     script.write_text(
-        "import drp, sys\n"
+        "import drp, signal, sys\n"
+        # A shell's background job starts with SIGINT ignored, and Python then keeps it
+        # ignored: install the handler an interactive Python has.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "try:\n"
         f"    drp.backup_create({store!r}, 'acme',\n"
         f"        {{'db': 'cmd:touch {started}; sleep 600; echo never'}},\n"
