@@ -265,21 +265,26 @@ impl EventSink for Printer {
             describe(event).map(|line| format!("{} {line}", event.time.strftime("%H:%M:%S")))
         };
         let mut out = String::new();
-        if let Some(board) = &self.board {
-            let mut board = board.lock().unwrap_or_else(|e| e.into_inner());
+        // The board's lock is held until the text is written, so that a progress redraw
+        // cannot land between this erase-and-draw and the screen.
+        let mut board = self
+            .board
+            .as_ref()
+            .map(|board| board.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(board) = &mut board {
             out.push_str(&board.erase());
-            if let Some(line) = &line {
-                out.push_str(line);
-                out.push('\n');
-            }
-            board.apply(event);
-            out.push_str(&board.draw());
-        } else if let Some(line) = &line {
+        }
+        if let Some(line) = &line {
             out.push_str(line);
             out.push('\n');
         }
+        if let Some(board) = &mut board {
+            board.apply(event);
+            out.push_str(&board.draw());
+        }
         // The terminal is not the record: a closed stdout must not stop the run.
         let _ = write_stdout(&out);
+        drop(board);
         Ok(())
     }
 
