@@ -417,7 +417,7 @@ async fn create_one(
 fn host_name(target: &StackBackup) -> String {
     match &target.host {
         SourceHost::Local => "local".to_string(),
-        SourceHost::Ssh { name, .. } => name.clone(),
+        SourceHost::Ssh { name, .. } | SourceHost::LocalDir { name, .. } => name.clone(),
     }
 }
 

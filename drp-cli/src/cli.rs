@@ -52,6 +52,15 @@ pub enum Command {
     /// Notifiers (Slack, webhook, email, log).
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// Drills: inject a real fault that reverts itself, measure time to detect and
+    /// recovery, report, and keep the history.
+    #[command(subcommand)]
+    Drill(crate::drill::DrillCommand),
+    /// The whole job on one machine in under a minute, without root or servers: sample
+    /// customer stacks (local HTTP services), keys, a file:// store and a plan; backups; a
+    /// drill that stops the services and recovers them from the encrypted backups onto
+    /// "spare" local services; the report. Cleans up what it started.
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Debug, Subcommand)]

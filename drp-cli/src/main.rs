@@ -3,6 +3,8 @@
 
 mod backup;
 mod cli;
+mod demo;
+mod drill;
 mod keys;
 mod notify;
 mod output;
@@ -45,6 +47,8 @@ fn run(command: cli::Command) -> Result<u8, output::CommandError> {
             cli::Command::Recover(args) => recover::run(args).await,
             cli::Command::Report(args) => report::run(args).await,
             cli::Command::Runs(command) => report::run_runs(command).await,
+            cli::Command::Drill(command) => drill::run(command).await,
+            cli::Command::Demo(args) => demo::run(args).await,
         }
     })
 }

@@ -556,6 +556,66 @@ fn conditions_that_do_not_parse_are_reported_at_their_own_column() {
 }
 
 #[test]
+fn scenarios_are_checked_with_their_positions() {
+    let ws = Workspace::new();
+    let plan = ws.base()
+        + r#"
+[scenarios.outage]
+mode = "sometimes"
+targets = { datacenter = "dc9" }
+fault = { kind = "network-blackhole" }
+duration = "10m"
+
+[scenarios.radius]
+mode = "automatic"
+targets = { role = "app" }
+blast_radius = "150%"
+fault = { kind = "command", inject = "true", revert = "true" }
+duration = "10m"
+
+[scenarios.spares]
+mode = "surprise"
+targets = { hosts = ["spare-1"] }
+fault = { kind = "command", inject = "true", revert = "true" }
+duration = "10m"
+test_route = "nobody"
+
+[scenarios.nothing]
+mode = "automatic"
+targets = { role = "app", hosts = ["web-1"] }
+fault = { kind = "explode" }
+duration = "10m"
+"#;
+    let out = ws.refused(&plan);
+    assert_problem(
+        &out,
+        &at(&plan, "\"sometimes\"", 0),
+        &["scenarios.outage: unknown mode `sometimes` (automatic or surprise)"],
+    );
+    assert_problem(
+        &out,
+        &at(&plan, "\"150%\"", 0),
+        &["scenarios.radius: `blast_radius` is \"all\", a number of hosts"],
+    );
+    assert_problem(
+        &out,
+        &at(&plan, "spares]", 0),
+        &["scenarios.spares: host spare-1 is a spare"],
+    );
+    assert_problem(
+        &out,
+        &at(&plan, "\"nobody\"", 0),
+        &["scenarios.spares: unknown notifier `nobody`"],
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("scenarios.nothing") && l.contains("explode")),
+        "{out}"
+    );
+    assert!(out.contains("unknown datacenter `dc9`"), "{out}");
+}
+
+#[test]
 fn every_problem_is_reported_at_once_in_file_order() {
     let ws = Workspace::new();
     let plan = ws

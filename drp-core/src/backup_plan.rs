@@ -70,6 +70,14 @@ pub enum SourceHost {
         /// How to reach it.
         options: Box<SshOptions>,
     },
+    /// A plan host with `transport = "local"` and its own directory: this machine, paths
+    /// relative to that directory.
+    LocalDir {
+        /// The host's name in the plan.
+        name: String,
+        /// Its directory.
+        dir: PathBuf,
+    },
 }
 
 /// Everything the backup commands need for one stack of a plan. Paths are resolved against
@@ -123,7 +131,15 @@ impl StackBackup {
                     what: "host",
                     name: host_name.clone(),
                 })?;
-                if is_local(&host.address) {
+                if let crate::plan::Reach::Local { dir } = &host.reach {
+                    match dir {
+                        None => SourceHost::Local,
+                        Some(dir) => SourceHost::LocalDir {
+                            name: host.name.clone(),
+                            dir: dir.path.clone(),
+                        },
+                    }
+                } else if is_local(&host.address) {
                     SourceHost::Local
                 } else {
                     SourceHost::Ssh {
@@ -180,6 +196,9 @@ impl StackBackup {
     pub fn source_host(&self) -> Arc<dyn Host> {
         match &self.host {
             SourceHost::Local => crate::host(None),
+            SourceHost::LocalDir { dir, .. } => Arc::new(crate::remote::TransportHost::new(
+                Arc::new(drp_provision::LocalTransport::in_dir(dir)),
+            )),
             SourceHost::Ssh { options, .. } => crate::host(Some((**options).clone())),
         }
     }

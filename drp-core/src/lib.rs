@@ -4,11 +4,13 @@
 //! It exposes the backup capability ([`backup`]), provisioning ([`provision`]) and
 //! monitoring ([`monitor`]), and their compositions: backups and restores on remote hosts
 //! ([`remote`]); recovery plans ([`plan`]: the file format, its validation, the runbook) and
-//! the [`executor`] that runs them (ordering, parallelism, retries, journal, resume, lock).
-//! Drills and reports join them as they land. Anything both frontends need lives here, never
+//! the [`executor`] that runs them (ordering, parallelism, retries, journal, resume, lock);
+//! [`recover`] runs a plan for real, [`drill`] injects a fault and measures detection and
+//! recovery, and [`report`] renders what both recorded. Anything both frontends need lives here, never
 //! in them.
 
 pub mod backup_plan;
+pub mod drill;
 pub mod executor;
 pub mod plan;
 pub mod recover;

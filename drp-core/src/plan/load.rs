@@ -93,6 +93,7 @@ struct Tables {
     stacks: Vec<StackTables>,
     notifiers: Vec<Notifier>,
     recovery: Option<raw::RawRecovery>,
+    scenarios: Vec<(Text, raw::RawScenario, Vec<Probe>)>,
 }
 
 struct StackTables {
@@ -356,6 +357,25 @@ impl<'t> Loader<'t> {
             for (i, value) in self.array("notifiers", value).into_iter().enumerate() {
                 if let Some(notifier) = self.notifier(i, value, &mut names) {
                     tables.notifiers.push(notifier);
+                }
+            }
+        }
+        if let Some(value) = root.remove("scenarios") {
+            for (name, mut value) in self.named_tables("scenarios", value) {
+                let context = format!("scenarios.{}", name.get_ref());
+                let mut probes = Vec::new();
+                if let DeValue::Table(table) = value.get_mut()
+                    && let Some(list) = table.remove(raw::SCENARIO_LISTS[0])
+                {
+                    let section = format!("{context}.abort_probes");
+                    for (probe_name, value) in self.named_tables(&section, list) {
+                        if let Some(probe) = self.probe(&section, probe_name, value) {
+                            probes.push(probe);
+                        }
+                    }
+                }
+                if let Some(scenario) = self.entity(&context, value) {
+                    tables.scenarios.push((name, scenario, probes));
                 }
             }
         }
@@ -799,6 +819,29 @@ impl<'t> Loader<'t> {
                 .get(h.datacenter.get_ref())
                 .map(|d: &Datacenter| d.ssh.clone())
                 .unwrap_or_default();
+            let reach = match h.transport.as_ref().map(|t| t.get_ref().as_str()) {
+                None | Some("ssh") => {
+                    if let Some(dir) = &h.dir {
+                        self.error(
+                            ProblemKind::InvalidValue,
+                            Some(dir.span().start),
+                            format!("{context}: `dir` is for hosts with transport = \"local\""),
+                        );
+                    }
+                    Reach::Ssh
+                }
+                Some("local") => Reach::Local {
+                    dir: h.dir.as_ref().map(|d| self.file_ref(d)),
+                },
+                Some(other) => {
+                    self.error(
+                        ProblemKind::InvalidValue,
+                        h.transport.as_ref().map(|t| t.span().start),
+                        format!("{context}: unknown transport `{other}` (ssh or local)"),
+                    );
+                    continue;
+                }
+            };
             hosts.push(Host {
                 name: h.name.get_ref().clone(),
                 datacenter: h.datacenter.get_ref().clone(),
@@ -807,6 +850,7 @@ impl<'t> Loader<'t> {
                 spare: h.spare,
                 ssh: own.or(&defaults),
                 vars: h.vars,
+                reach,
                 at: self.at(span.start),
             });
         }
@@ -840,6 +884,13 @@ impl<'t> Loader<'t> {
             .map(|n| (n.name.clone(), n))
             .collect();
 
+        let mut scenarios = BTreeMap::new();
+        for (name, raw, abort_probes) in tables.scenarios {
+            if let Some(scenario) = self.scenario(name, raw, abort_probes) {
+                scenarios.insert(scenario.name.clone(), scenario);
+            }
+        }
+
         Some(Plan {
             file: self.file.to_path_buf(),
             dir: self.dir.to_path_buf(),
@@ -853,6 +904,139 @@ impl<'t> Loader<'t> {
             stacks,
             notifiers,
             recovery,
+            scenarios,
+        })
+    }
+
+    /// `[scenarios.NAME]`: references are checked later with the others.
+    fn scenario(
+        &mut self,
+        name: Text,
+        raw: raw::RawScenario,
+        abort_probes: Vec<Probe>,
+    ) -> Option<Scenario> {
+        let context = format!("scenarios.{}", name.get_ref());
+        // Every field is checked before giving up, so that all problems show at once.
+        let mode = match raw.mode.get_ref().as_str() {
+            "automatic" => Some(DrillMode::Automatic),
+            "surprise" => Some(DrillMode::Surprise),
+            other => {
+                self.error(
+                    ProblemKind::InvalidValue,
+                    Some(raw.mode.span().start),
+                    format!("{context}: unknown mode `{other}` (automatic or surprise)"),
+                );
+                None
+            }
+        };
+        let targets_at = raw.targets.span().start;
+        let t = raw.targets.into_inner();
+        let targets = match (t.datacenter, t.role, t.hosts) {
+            (Some(dc), None, None) => {
+                self.references
+                    .push(Reference::new("datacenter", &dc, &context));
+                Targets::Datacenter(dc.into_inner())
+            }
+            (None, Some(role), None) => Targets::Role(role.into_inner()),
+            (None, None, Some(hosts)) if !hosts.is_empty() => {
+                for host in &hosts {
+                    self.references.push(Reference::new("host", host, &context));
+                }
+                Targets::Hosts(hosts.into_iter().map(Spanned::into_inner).collect())
+            }
+            _ => {
+                self.error(
+                    ProblemKind::InvalidValue,
+                    Some(targets_at),
+                    format!(
+                        "{context}: `targets` names exactly one of `datacenter`, `role` or a \
+                         non-empty `hosts` list"
+                    ),
+                );
+                return None;
+            }
+        };
+        let blast_radius = match raw.blast_radius {
+            None => BlastRadius::All,
+            Some(b) => {
+                let at = b.span().start;
+                let parsed = match b.into_inner() {
+                    raw::RawBlastRadius::Count(n) if n >= 1 => {
+                        Some(BlastRadius::Count(usize::try_from(n).unwrap_or(usize::MAX)))
+                    }
+                    raw::RawBlastRadius::Text(text) if text == "all" => Some(BlastRadius::All),
+                    raw::RawBlastRadius::Text(text) => text
+                        .strip_suffix('%')
+                        .and_then(|p| p.trim().parse::<u8>().ok())
+                        .filter(|p| (1..=100).contains(p))
+                        .map(BlastRadius::Percent),
+                    raw::RawBlastRadius::Count(_) => None,
+                };
+                match parsed {
+                    Some(b) => b,
+                    None => {
+                        self.error(
+                            ProblemKind::InvalidValue,
+                            Some(at),
+                            format!(
+                                "{context}: `blast_radius` is \"all\", a number of hosts (1 or \
+                                 more) or a percentage such as \"50%\""
+                            ),
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        for stack in &raw.stacks {
+            self.references.push(Reference::new("stack", stack, &context));
+        }
+        if let Some(route) = &raw.test_route {
+            self.references
+                .push(Reference::new("notifier", route, &context));
+        }
+        let alert_receiver = match &raw.alert_receiver {
+            None => None,
+            Some(text) => match text.get_ref().parse::<std::net::SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    self.error(
+                        ProblemKind::InvalidValue,
+                        Some(text.span().start),
+                        format!(
+                            "{context}: `alert_receiver` is an address to listen on, such as \
+                             \"127.0.0.1:9099\""
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let duration = raw.duration.get_ref().0;
+        if duration.is_zero() {
+            self.error(
+                ProblemKind::InvalidValue,
+                Some(raw.duration.span().start),
+                format!("{context}: `duration` must be longer than 0s"),
+            );
+        }
+        Some(Scenario {
+            name: name.get_ref().clone(),
+            description: raw.description,
+            mode: mode?,
+            targets,
+            blast_radius,
+            fault: raw.fault.into_inner(),
+            duration,
+            stacks: raw.stacks.into_iter().map(Spanned::into_inner).collect(),
+            detect_within: raw.detect_within.map(|d| d.0),
+            recover_within: raw.recover_within.map(|d| d.0),
+            steady_state: raw.steady_state.unwrap_or(true),
+            abort_probes,
+            notify_customers: raw.notify_customers,
+            test_route: raw.test_route.map(Spanned::into_inner),
+            alert_receiver,
+            at: self.at(name.span().start),
         })
     }
 
@@ -1480,6 +1664,38 @@ impl Loader<'_> {
                     }
                     GraphError::Duplicate(_) => {}
                 }
+            }
+        }
+
+        // Every scenario hits at least one host, never a spare.
+        for scenario in plan.scenarios.values() {
+            let mut spares = 0;
+            if let Targets::Hosts(names) = &scenario.targets {
+                for spare in names
+                    .iter()
+                    .filter_map(|n| plan.host(n))
+                    .filter(|h| h.spare)
+                {
+                    spares += 1;
+                    self.error_at(
+                        ProblemKind::InvalidValue,
+                        scenario.at,
+                        format!(
+                            "scenarios.{}: host {} is a spare: drills hit hosts that run stacks",
+                            scenario.name, spare.name
+                        ),
+                    );
+                }
+            }
+            if spares == 0 && scenario.targets.hosts(plan).is_empty() {
+                self.error_at(
+                    ProblemKind::UndefinedReference,
+                    scenario.at,
+                    format!(
+                        "scenarios.{}: the targets ({}) match no host that runs stacks",
+                        scenario.name, scenario.targets
+                    ),
+                );
             }
         }
 

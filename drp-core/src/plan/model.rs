@@ -40,6 +40,8 @@ pub struct Plan {
     pub notifiers: BTreeMap<String, Notifier>,
     /// How recovery runs.
     pub recovery: Recovery,
+    /// Drill scenarios by name.
+    pub scenarios: BTreeMap<String, Scenario>,
 }
 
 impl Plan {
@@ -271,11 +273,39 @@ pub struct Host {
     pub ssh: SshSettings,
     /// Ansible host variables.
     pub vars: BTreeMap<String, serde_json::Value>,
+    /// How drp reaches it.
+    pub reach: Reach,
     /// Where it is defined.
     pub at: Location,
 }
 
+/// How drp reaches a host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Reach {
+    /// Over SSH, at its address.
+    #[default]
+    Ssh,
+    /// This machine, commands run in `dir` (the plan's directory when not given): several
+    /// "hosts" on one machine, each in its own directory, for demos and tests without root
+    /// or sshd. The address is still what `{host}` becomes (e.g. `127.0.0.2`).
+    Local {
+        /// The host's working directory.
+        dir: Option<FileRef>,
+    },
+}
+
 impl Host {
+    /// A transport to it (not connected yet: SSH connects on first use).
+    pub fn transport(&self) -> std::sync::Arc<dyn drp_provision::Transport> {
+        match &self.reach {
+            Reach::Ssh => std::sync::Arc::new(drp_provision::SshTransport::new(self.ssh_options())),
+            Reach::Local { dir: Some(dir) } => {
+                std::sync::Arc::new(drp_provision::LocalTransport::in_dir(&dir.path))
+            }
+            Reach::Local { dir: None } => std::sync::Arc::new(drp_provision::LocalTransport::new()),
+        }
+    }
+
     /// How drp-provision reaches it.
     pub fn ssh_options(&self) -> SshOptions {
         let mut options = SshOptions::from_target(&self.address);
@@ -571,4 +601,137 @@ pub struct Recovery {
     pub approve_before_start: bool,
     /// Default of stacks' `healthy_within`.
     pub healthy_within: Duration,
+}
+
+/// `[scenarios.NAME]`: a drill — a real fault on part of the infrastructure, and what must
+/// happen then.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// The key in the plan.
+    pub name: String,
+    /// What it rehearses.
+    pub description: Option<String>,
+    /// Who recovers.
+    pub mode: DrillMode,
+    /// The hosts it may hit.
+    pub targets: Targets,
+    /// How many of them it hits, chosen at the start of each drill.
+    pub blast_radius: BlastRadius,
+    /// The fault.
+    pub fault: drp_provision::FaultSpec,
+    /// The longest the fault stays: the dead-man timer on every target reverts it by then,
+    /// whatever happens to drp.
+    pub duration: Duration,
+    /// Only these stacks count (empty: every stack whose host is hit).
+    pub stacks: Vec<String>,
+    /// Monitoring must notice within this (time to detect).
+    pub detect_within: Option<Duration>,
+    /// Every stack must be healthy again within this, from the fault (downtime).
+    pub recover_within: Option<Duration>,
+    /// The stacks' probes must pass before anything is injected.
+    pub steady_state: bool,
+    /// Probes of things outside the blast radius: one failing aborts the drill and reverts
+    /// the fault at once. They must pass before the fault, too.
+    pub abort_probes: Vec<Probe>,
+    /// Customers and partners are told for real (otherwise their messages go to
+    /// `test_route`, or nowhere).
+    pub notify_customers: bool,
+    /// The notifier that receives customers' and partners' messages during the drill.
+    pub test_route: Option<String>,
+    /// Where the team's external monitoring posts its alerts during the drill.
+    pub alert_receiver: Option<std::net::SocketAddr>,
+    /// Where it is defined.
+    pub at: Location,
+}
+
+/// Who recovers in a drill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrillMode {
+    /// drp runs the recovery plan onto the recovery datacenter as soon as it detects the
+    /// fault.
+    Automatic,
+    /// drp injects and watches; the team recovers with its procedures, and drp measures
+    /// until the stacks are healthy again wherever they run.
+    Surprise,
+}
+
+impl DrillMode {
+    /// `automatic` or `surprise`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrillMode::Automatic => "automatic",
+            DrillMode::Surprise => "surprise",
+        }
+    }
+}
+
+/// The hosts a scenario may hit (never spares).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Targets {
+    /// Every non-spare host of a datacenter.
+    Datacenter(String),
+    /// Every non-spare host with this role (a group).
+    Role(String),
+    /// These hosts.
+    Hosts(Vec<String>),
+}
+
+impl Targets {
+    /// The hosts of `plan` it names, in file order.
+    pub fn hosts<'p>(&self, plan: &'p Plan) -> Vec<&'p Host> {
+        plan.hosts
+            .iter()
+            .filter(|h| !h.spare)
+            .filter(|h| match self {
+                Targets::Datacenter(dc) => &h.datacenter == dc,
+                Targets::Role(role) => h.roles.contains(role),
+                Targets::Hosts(names) => names.contains(&h.name),
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for Targets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Targets::Datacenter(dc) => write!(f, "datacenter {dc}"),
+            Targets::Role(role) => write!(f, "hosts with role {role}"),
+            Targets::Hosts(hosts) => write!(f, "hosts {}", hosts.join(", ")),
+        }
+    }
+}
+
+/// How many of the targets a drill hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlastRadius {
+    /// Every target.
+    All,
+    /// This many (at most all).
+    Count(usize),
+    /// This percentage, rounded up (at least one).
+    Percent(u8),
+}
+
+impl BlastRadius {
+    /// How many of `n` targets.
+    pub fn of(self, n: usize) -> usize {
+        match self {
+            BlastRadius::All => n,
+            BlastRadius::Count(c) => c.min(n),
+            BlastRadius::Percent(p) => (n * usize::from(p)).div_ceil(100).clamp(1, n.max(1)).min(n),
+        }
+    }
+}
+
+impl fmt::Display for BlastRadius {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlastRadius::All => f.write_str("all"),
+            BlastRadius::Count(c) => write!(f, "{c}"),
+            BlastRadius::Percent(p) => write!(f, "{p}%"),
+        }
+    }
 }

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use drp_provision::{SshTransport, Transport};
 use futures::stream::{self, StreamExt};
 
 use drp_monitor::{Event, Notifications, RetryPolicy};
@@ -43,7 +42,7 @@ pub async fn check_online(plan: &Plan, options: OnlineOptions) -> Vec<Problem> {
     }
     let hosts: Vec<Problem> = stream::iter(&plan.hosts)
         .map(|host| async move {
-            let transport = SshTransport::new(host.ssh_options());
+            let transport = host.transport();
             let failure = match tokio::time::timeout(options.timeout, transport.run("true")).await {
                 Ok(Ok(_)) => return None,
                 Ok(Err(e)) => e.to_string(),

@@ -26,6 +26,7 @@ pub(crate) const SECTIONS: &[&str] = &[
     "stacks",
     "notifiers",
     "recovery",
+    "scenarios",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +87,8 @@ pub(crate) struct RawHost {
     pub connect_timeout: Option<PlanDuration>,
     #[serde(default)]
     pub vars: BTreeMap<String, serde_json::Value>,
+    pub transport: Option<Text>,
+    pub dir: Option<Text>,
 }
 
 /// The SSH fields datacenters (defaults) and hosts (overrides) share.
@@ -265,6 +268,47 @@ pub(crate) struct RawRecovery {
     pub approve_before_start: bool,
     pub healthy_within: Option<PlanDuration>,
 }
+
+/// A drill scenario, without `abort_probes` (the loader reads those one by one).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScenario {
+    pub description: Option<String>,
+    pub mode: Text,
+    pub targets: Spanned<RawTargets>,
+    pub blast_radius: Option<Spanned<RawBlastRadius>>,
+    pub fault: Spanned<drp_provision::FaultSpec>,
+    pub duration: Spanned<PlanDuration>,
+    #[serde(default)]
+    pub stacks: Vec<Text>,
+    pub detect_within: Option<PlanDuration>,
+    pub recover_within: Option<PlanDuration>,
+    pub steady_state: Option<bool>,
+    #[serde(default)]
+    pub notify_customers: bool,
+    pub test_route: Option<Text>,
+    pub alert_receiver: Option<Text>,
+}
+
+/// `targets = { datacenter = "..." }`, `{ role = "..." }` or `{ hosts = [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTargets {
+    pub datacenter: Option<Text>,
+    pub role: Option<Text>,
+    pub hosts: Option<Vec<Text>>,
+}
+
+/// `blast_radius = "all"`, `2` or `"50%"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawBlastRadius {
+    Count(i64),
+    Text(String),
+}
+
+/// The scenario keys the loader takes out before deserializing [`RawScenario`].
+pub(crate) const SCENARIO_LISTS: &[&str] = &["abort_probes"];
 
 /// Keys that would hold a secret, per table: writing the secret itself is refused, pointing
 /// at `KEY_env` / `KEY_file` instead.

@@ -15,7 +15,7 @@
 //! run and stack that took it; the recovered stack runs on it afterwards, so recovery never
 //! gives it back.
 
-mod probe;
+pub(crate) mod probe;
 mod runner;
 
 use std::collections::BTreeMap;
@@ -25,7 +25,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use drp_backup::BackupStore;
 
-pub use runner::{HostLease, LEASES_PREFIX, PlanRunner, lease_key};
+pub use runner::{
+    ADDRESS_FACT, HOST_ADDRESS_FACT, HOST_FACT, HostLease, LEASES_PREFIX, PlanRunner, lease_key,
+};
 
 use crate::executor::journal::{self, Journal, JournalError, new_run_id, valid_run_id};
 use crate::executor::lock::{self, LockError, LockRecord};

@@ -15,7 +15,7 @@ use drp_backup::{
 use drp_monitor::{Monitor, Notifications, StackRef};
 use drp_provision::{
     AnsibleOptions, AnsibleRunner, HostRequest, HostSpec, Provisioner, ScriptOptions,
-    ScriptProvisioner, SshTransport, Transport,
+    ScriptProvisioner, Transport,
 };
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +27,7 @@ use crate::executor::{
     StepRunner,
 };
 use crate::plan::dry_run::choose_snapshot;
-use crate::plan::{Host, Plan, ProvisionerKind, RestoreTarget, SecretRef, Stack};
+use crate::plan::{Host, Plan, ProvisionerKind, Reach, RestoreTarget, SecretRef, Stack};
 use crate::remote::TransportHost;
 
 /// Where host leases live in the store: `.drp/leases/HOST.json`.
@@ -128,7 +128,7 @@ impl PlanRunner {
         let mut transports = self.transports.lock().unwrap_or_else(|e| e.into_inner());
         transports
             .entry(host.name.clone())
-            .or_insert_with(|| Arc::new(SshTransport::new(host.ssh_options())))
+            .or_insert_with(|| host.transport())
             .clone()
     }
 
@@ -173,6 +173,7 @@ impl PlanRunner {
             spare: false,
             ssh,
             vars: Default::default(),
+            reach: Reach::Ssh,
             at: crate::plan::Location { line: 0, column: 0 },
         }
     }

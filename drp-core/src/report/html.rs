@@ -22,7 +22,7 @@ const BAR_HEIGHT: u64 = 14;
 /// Height of the time axis above the rows.
 const AXIS_HEIGHT: u64 = 28;
 
-const STYLE: &str = "
+pub(crate) const STYLE: &str = "
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2em; color: #1f2328; }
 h1 { font-size: 1.5em; margin-bottom: 0.2em; }
 h2 { font-size: 1.15em; margin-top: 1.8em; border-bottom: 1px solid #d0d7de; padding-bottom: 0.2em; }
@@ -167,7 +167,7 @@ fn stacks(out: &mut String, report: &RunReport) {
 
 /// The Gantt chart: a header row per stack, a row per step, bars on a time axis from the
 /// report's origin (incident start or run start).
-fn gantt(out: &mut String, report: &RunReport) {
+pub(crate) fn gantt(out: &mut String, report: &RunReport) {
     if report.timeline.is_empty() {
         let _ = writeln!(out, "<p>No step started.</p>");
         return;
@@ -396,7 +396,7 @@ fn time(t: jiff::Timestamp) -> String {
 }
 
 /// Escapes text for element content and quoted attributes.
-fn esc(text: &str) -> String {
+pub(crate) fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
