@@ -13,7 +13,6 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use drp_core::backup_plan::StackBackup;
@@ -59,7 +58,11 @@ pub enum DemoServe {
 /// The demo's customers: (stack, customer display name, what its service shows).
 const STACKS: [(&str, &str, &str); 2] = [
     ("acme", "ACME Corp", "acme storefront: 42 open orders"),
-    ("globex", "Globex", "globex partner portal: 7 shipments in transit"),
+    (
+        "globex",
+        "Globex",
+        "globex partner portal: 7 shipments in transit",
+    ),
 ];
 
 /// The demo's hosts: (name, datacenter, address, spare).
@@ -159,8 +162,7 @@ async fn demo(dir: &Path, services: &mut Services) -> Result<u8, CommandError> {
     say("5. drill: freeze primary-1's services; drp detects, recovers onto the spares, reverts");
     let store = drp_core::backup::open_store_with(&plan.storage.url, plan.storage.options.clone())?;
     let plan = Arc::new(plan);
-    let mut options = DrillOptions::new("primary-outage");
-    options.steady_state_timeout = Duration::from_secs(15);
+    let options = DrillOptions::new("primary-outage");
     let record = drill::run_drill(
         plan.clone(),
         store.clone(),
@@ -175,7 +177,7 @@ async fn demo(dir: &Path, services: &mut Services) -> Result<u8, CommandError> {
         .await
         .map_err(|e| CommandError::message(e.to_string()))?;
     let html = dir.join("report.html");
-    crate::drill::write_file(&html, &drill::report::html(&report))?;
+    crate::output::write_file(&html, &drill::report::html(&report))?;
     write(&dir.join("report.md"), &drill::report::markdown(&report))?;
     let mut out = String::from("\n");
     for line in drill::report::summary_lines(&record) {
@@ -279,6 +281,7 @@ mode = "automatic"
 targets = { hosts = ["primary-1"] }
 fault = { kind = "command", inject = "kill -STOP $(cat run/*.pid)", revert = "kill -CONT $(cat run/*.pid)" }
 duration = "2m"
+steady_state_within = "15s"
 detect_within = "10s"
 recover_within = "45s"
 "#,
@@ -326,7 +329,13 @@ struct Services {
 }
 
 impl Services {
-    fn start(&mut self, drp: &Path, host: &Path, stack: &str, port: u16) -> Result<(), CommandError> {
+    fn start(
+        &mut self,
+        drp: &Path,
+        host: &Path,
+        stack: &str,
+        port: u16,
+    ) -> Result<(), CommandError> {
         let log = std::fs::File::create(host.join("run").join(format!("{stack}.log")))
             .map_err(|e| io_error(host, e))?;
         let child = std::process::Command::new(drp)

@@ -99,7 +99,11 @@ async fn run_drill(args: RunArgs) -> Result<u8, CommandError> {
             "scenario {} is not in {} (it has: {})",
             args.scenario,
             args.plan.display(),
-            plan.scenarios.keys().cloned().collect::<Vec<_>>().join(", ")
+            plan.scenarios
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })?;
     if !args.yes {
@@ -144,7 +148,7 @@ async fn run_drill(args: RunArgs) -> Result<u8, CommandError> {
     let report = drill::report::load(&plan, store.as_ref(), &record.drill)
         .await
         .map_err(|e| CommandError::message(e.to_string()))?;
-    write_file(&path, &drill::report::html(&report))?;
+    crate::output::write_file(&path, &drill::report::html(&report))?;
     if args.json {
         let text = serde_json::to_string_pretty(&record)
             .map_err(|e| CommandError::message(e.to_string()))?;
@@ -254,25 +258,4 @@ fn history_table(records: &[DrillRecord]) -> String {
         ));
     }
     out
-}
-
-/// Writes whole or not at all, creating the directory.
-pub fn write_file(path: &Path, text: &str) -> Result<(), CommandError> {
-    let failed = |e: std::io::Error| CommandError::message(format!("{}: {e}", path.display()));
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(failed)?;
-    }
-    let name = path
-        .file_name()
-        .ok_or_else(|| CommandError::message(format!("{}: not a file name", path.display())))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, text).map_err(failed)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        failed(e)
-    })
 }

@@ -63,6 +63,14 @@ pub enum RunsCommand {
 pub async fn run(args: ReportArgs) -> Result<u8, CommandError> {
     let plan = load_plan(&args.plan)?;
     let store = open(&plan)?;
+    // A drill's id names its record; anything else is a recovery run.
+    match drp_core::drill::report::load(&plan, store.as_ref(), &args.run).await {
+        Ok(report) => return write_drill_report(&report, &args),
+        Err(
+            drp_core::drill::DrillError::NotFound(_) | drp_core::drill::DrillError::InvalidId(_),
+        ) => {}
+        Err(e) => return Err(CommandError::message(e.to_string())),
+    }
     let report = report::load(&plan, store.as_ref(), &args.run, args.incident_start)
         .await
         .map_err(|e| CommandError::message(e.to_string()))?;
@@ -70,7 +78,7 @@ pub async fn run(args: ReportArgs) -> Result<u8, CommandError> {
     match &args.out {
         None => write_stdout(&text)?,
         Some(path) => {
-            write_file(path, &text)?;
+            crate::output::write_file(path, &text)?;
             eprintln!(
                 "run {}: {} report written to {} ({})",
                 report.run,
@@ -81,6 +89,35 @@ pub async fn run(args: ReportArgs) -> Result<u8, CommandError> {
                 },
                 path.display(),
                 report.verdict_label()
+            );
+        }
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn write_drill_report(
+    report: &drp_core::drill::report::DrillReport,
+    args: &ReportArgs,
+) -> Result<u8, CommandError> {
+    use drp_core::drill::report as drill_report;
+    let text = match args.format {
+        Format::Md => drill_report::markdown(report),
+        Format::Html => drill_report::html(report),
+        Format::Json => {
+            let text = serde_json::to_string_pretty(report)
+                .map_err(|e| CommandError::message(e.to_string()))?;
+            format!("{text}\n")
+        }
+    };
+    match &args.out {
+        None => write_stdout(&text)?,
+        Some(path) => {
+            crate::output::write_file(path, &text)?;
+            eprintln!(
+                "drill {}: report written to {} ({})",
+                report.drill.drill,
+                path.display(),
+                report.verdict
             );
         }
     }
@@ -156,22 +193,4 @@ fn open(plan: &Plan) -> Result<std::sync::Arc<dyn drp_core::backup::BackupStore>
         &plan.storage.url,
         plan.storage.options.clone(),
     )?)
-}
-
-/// Writes the report whole or not at all: a reader never sees half a report.
-fn write_file(path: &std::path::Path, text: &str) -> Result<(), CommandError> {
-    let failed = |e: std::io::Error| CommandError::message(format!("{}: {e}", path.display()));
-    let name = path
-        .file_name()
-        .ok_or_else(|| CommandError::message(format!("{}: not a file name", path.display())))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, text).map_err(failed)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        failed(e)
-    })
 }

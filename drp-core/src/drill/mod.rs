@@ -116,7 +116,10 @@ pub enum DrillError {
 
 /// The plan a drill runs with: customers' and partners' messages go to the scenario's test
 /// route (or nowhere) unless it lets them through.
-pub fn plan_for_drill(plan: &crate::plan::Plan, scenario: &crate::plan::Scenario) -> crate::plan::Plan {
+pub fn plan_for_drill(
+    plan: &crate::plan::Plan,
+    scenario: &crate::plan::Scenario,
+) -> crate::plan::Plan {
     use drp_monitor::{Audience, NotifierSpec};
     let mut plan = plan.clone();
     if scenario.notify_customers {

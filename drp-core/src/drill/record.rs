@@ -244,7 +244,10 @@ impl DrillRecord {
 
     /// T1 − T0.
     pub fn time_to_detect_ms(&self) -> Option<u64> {
-        Some(millis_between(self.marks.injected?, self.first_detection()?.time))
+        Some(millis_between(
+            self.marks.injected?,
+            self.first_detection()?.time,
+        ))
     }
 
     /// T3 − T0.

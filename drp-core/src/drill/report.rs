@@ -224,7 +224,10 @@ pub fn markdown(report: &DrillReport) -> String {
     if let Some(reason) = &r.abort_reason {
         let _ = writeln!(out, "| aborted | {reason} |");
     }
-    let _ = writeln!(out, "\n## Expectations\n\n| check | expected | actual | |\n|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "\n## Expectations\n\n| check | expected | actual | |\n|---|---|---|---|"
+    );
     for c in &r.checks {
         let _ = writeln!(
             out,
@@ -235,7 +238,10 @@ pub fn markdown(report: &DrillReport) -> String {
             if c.passed { "PASS" } else { "FAIL" }
         );
     }
-    let _ = writeln!(out, "\n## Moments\n\n| moment | when | detail |\n|---|---|---|");
+    let _ = writeln!(
+        out,
+        "\n## Moments\n\n| moment | when | detail |\n|---|---|---|"
+    );
     for (label, t, detail) in marks(r) {
         let _ = writeln!(
             out,
@@ -244,7 +250,10 @@ pub fn markdown(report: &DrillReport) -> String {
             detail.replace('|', "\\|")
         );
     }
-    let _ = writeln!(out, "\n## Stacks\n\n| stack | RTO | RPO | healthy on | snapshot |\n|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "\n## Stacks\n\n| stack | RTO | RPO | healthy on | snapshot |\n|---|---|---|---|---|"
+    );
     for s in &r.stack_results {
         let _ = writeln!(
             out,
@@ -258,7 +267,10 @@ pub fn markdown(report: &DrillReport) -> String {
     }
     for run in &report.recovery {
         let _ = writeln!(out, "\n## Recovery run {}\n", run.run);
-        let _ = writeln!(out, "| stack | step | attempts | started | took | status |\n|---|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "| stack | step | attempts | started | took | status |\n|---|---|---|---|---|---|"
+        );
         for step in &run.timeline {
             let _ = writeln!(
                 out,
@@ -580,13 +592,20 @@ mod tests {
         let mut out = String::new();
         trend(
             &mut out,
-            &[row("a", Some(60_000)), row("b", Some(30_000)), row("c", None)],
+            &[
+                row("a", Some(60_000)),
+                row("b", Some(30_000)),
+                row("c", None),
+            ],
             "b",
         );
         assert_eq!(out.matches("<rect").count(), 3);
         // 60 s is the full plot height (160 - 16 - 30 = 114), 30 s half of it.
         assert!(out.contains("height=\"114\" fill=\"#0969da\""), "{out}");
-        assert!(out.contains("height=\"57\" fill=\"#0969da\" stroke"), "{out}");
+        assert!(
+            out.contains("height=\"57\" fill=\"#0969da\" stroke"),
+            "{out}"
+        );
         // Not recovered: a full red bar.
         assert!(out.contains("height=\"114\" fill=\"#cf222e\""), "{out}");
     }

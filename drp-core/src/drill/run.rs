@@ -29,19 +29,16 @@ pub struct DrillOptions {
     pub scenario: String,
     /// The drill's id (default: a new one).
     pub drill_id: Option<String>,
-    /// How long the steady state may take to show (probes run until healthy or this).
-    pub steady_state_timeout: Duration,
     /// How often a surprise drill looks for the stacks (and the team's recovery runs).
     pub poll_interval: Duration,
 }
 
 impl DrillOptions {
-    /// Defaults: 60 s for the steady state, a look every 2 s.
+    /// Defaults: a look every 2 s.
     pub fn new(scenario: impl Into<String>) -> DrillOptions {
         DrillOptions {
             scenario: scenario.into(),
             drill_id: None,
-            steady_state_timeout: Duration::from_secs(60),
             poll_interval: Duration::from_secs(2),
         }
     }
@@ -129,7 +126,11 @@ pub async fn run_drill(
             } else {
                 format!(
                     "it has {}",
-                    plan.scenarios.keys().cloned().collect::<Vec<_>>().join(", ")
+                    plan.scenarios
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             },
         })?;
@@ -452,8 +453,15 @@ impl Drill {
 
     async fn steady_state(&self) -> Vec<ProbeCheck> {
         let mut waits = Vec::new();
-        let deadline = Instant::now() + self.options.steady_state_timeout;
-        for stack in &self.stacks {
+        let deadline = Instant::now() + self.scenario.steady_state_within;
+        // `steady_state = false` skips the stacks' probes (e.g. a stack known to be down
+        // already); the abort probes are always checked.
+        let stacks = if self.scenario.steady_state {
+            &self.stacks[..]
+        } else {
+            &[]
+        };
+        for stack in stacks {
             let Some(home) = self.home(stack) else {
                 continue;
             };
@@ -600,7 +608,12 @@ impl Drill {
     }
 
     /// T1 by drp's own probes: the stacks' probes, still pointed at their homes.
-    async fn detect_by_probe(&self, t0: jiff::Timestamp, cap: Instant, detected: CancellationToken) {
+    async fn detect_by_probe(
+        &self,
+        t0: jiff::Timestamp,
+        cap: Instant,
+        detected: CancellationToken,
+    ) {
         let mut monitor = Monitor::new();
         let mut names = Vec::new();
         for stack in &self.stacks {
@@ -833,7 +846,8 @@ impl Drill {
                     }
                     if all {
                         healthy.insert(stack.clone(), (jiff::Timestamp::now(), address.clone()));
-                        r.note(format!("stack {stack} is healthy on {address}")).await;
+                        r.note(format!("stack {stack} is healthy on {address}"))
+                            .await;
                         break;
                     }
                 }
@@ -961,11 +975,8 @@ async fn revert_host(fault: &Fault, host: &Host, dead_man: Duration, r: &Recorde
     let mut first_error = None;
     loop {
         let transport = host.transport();
-        let attempt = tokio::time::timeout(
-            Duration::from_secs(30),
-            fault.revert(transport.as_ref()),
-        )
-        .await;
+        let attempt =
+            tokio::time::timeout(Duration::from_secs(30), fault.revert(transport.as_ref())).await;
         match attempt {
             Ok(Ok(())) => {
                 let now = jiff::Timestamp::now();
@@ -990,7 +1001,8 @@ async fn revert_host(fault: &Fault, host: &Host, dead_man: Duration, r: &Recorde
                     }
                 })
                 .await;
-                r.note(format!("fault reverted on {} by {by}", host.name)).await;
+                r.note(format!("fault reverted on {} by {by}", host.name))
+                    .await;
                 return true;
             }
             Ok(Err(e)) => {
@@ -1264,7 +1276,10 @@ async fn acquire_drill_lock(
         scenario: &'a str,
     }
     let data = serde_json::to_vec(&Held { holder, scenario }).expect("serializes");
-    if store.put_if_absent(DRILL_LOCK_KEY, Bytes::from(data)).await? {
+    if store
+        .put_if_absent(DRILL_LOCK_KEY, Bytes::from(data))
+        .await?
+    {
         return Ok(());
     }
     let bytes = match store.get_bytes(DRILL_LOCK_KEY).await {
@@ -1276,7 +1291,12 @@ async fn acquire_drill_lock(
         Err(e) => return Err(e.into()),
     };
     let held: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    let text = |k: &str| held.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    let text = |k: &str| {
+        held.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_string()
+    };
     Err(DrillError::Busy {
         drill: text("run_id"),
         scenario: text("scenario"),

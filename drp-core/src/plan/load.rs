@@ -30,6 +30,8 @@ const DEFAULT_RETRIES: u32 = 2;
 const DEFAULT_BACKOFF: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(120);
 const DEFAULT_HEALTHY_WITHIN: Duration = Duration::from_secs(10 * 60);
+/// Default of scenarios' `steady_state_within`.
+const DEFAULT_STEADY_STATE_WITHIN: Duration = Duration::from_secs(60);
 /// Default of provisioners' `timeout`.
 const DEFAULT_PROVISIONER_TIMEOUT: Duration = Duration::from_secs(600);
 /// Placeholders that probe fields may use.
@@ -989,7 +991,8 @@ impl<'t> Loader<'t> {
             }
         };
         for stack in &raw.stacks {
-            self.references.push(Reference::new("stack", stack, &context));
+            self.references
+                .push(Reference::new("stack", stack, &context));
         }
         if let Some(route) = &raw.test_route {
             self.references
@@ -1032,6 +1035,9 @@ impl<'t> Loader<'t> {
             detect_within: raw.detect_within.map(|d| d.0),
             recover_within: raw.recover_within.map(|d| d.0),
             steady_state: raw.steady_state.unwrap_or(true),
+            steady_state_within: raw
+                .steady_state_within
+                .map_or(DEFAULT_STEADY_STATE_WITHIN, |d| d.0),
             abort_probes,
             notify_customers: raw.notify_customers,
             test_route: raw.test_route.map(Spanned::into_inner),

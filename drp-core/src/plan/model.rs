@@ -630,6 +630,8 @@ pub struct Scenario {
     pub recover_within: Option<Duration>,
     /// The stacks' probes must pass before anything is injected.
     pub steady_state: bool,
+    /// How long the steady state may take to show before the drill gives up.
+    pub steady_state_within: Duration,
     /// Probes of things outside the blast radius: one failing aborts the drill and reverts
     /// the fault at once. They must pass before the fault, too.
     pub abort_probes: Vec<Probe>,

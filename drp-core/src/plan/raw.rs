@@ -284,6 +284,7 @@ pub(crate) struct RawScenario {
     pub detect_within: Option<PlanDuration>,
     pub recover_within: Option<PlanDuration>,
     pub steady_state: Option<bool>,
+    pub steady_state_within: Option<PlanDuration>,
     #[serde(default)]
     pub notify_customers: bool,
     pub test_route: Option<Text>,
