@@ -96,16 +96,6 @@ pub fn print_json<T: serde::Serialize>(value: &T) {
     );
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sizes_read_like_a_person_would_write_them() {
-        assert_eq!(super::human_bytes(0), "0 B");
-        assert_eq!(super::human_bytes(1536), "1.5 KiB");
-        assert_eq!(super::human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
-    }
-}
-
 /// Writes `text` to `path` whole or not at all (a temporary file renamed into place), so a
 /// reader never sees half a report; creates the directory.
 pub fn write_file(path: &std::path::Path, text: &str) -> Result<(), CommandError> {
@@ -126,4 +116,14 @@ pub fn write_file(path: &std::path::Path, text: &str) -> Result<(), CommandError
         let _ = std::fs::remove_file(&tmp);
         failed(e)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_like_a_person_would_write_them() {
+        assert_eq!(super::human_bytes(0), "0 B");
+        assert_eq!(super::human_bytes(1536), "1.5 KiB");
+        assert_eq!(super::human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
+    }
 }

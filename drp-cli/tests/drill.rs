@@ -25,7 +25,7 @@ fn stderr(out: &Output) -> String {
 fn alive(pid: &str) -> bool {
     // A zombie is dead for our purpose: it serves nothing.
     fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| !stat.split_whitespace().nth(2).is_some_and(|s| s == "Z"))
+        .is_ok_and(|stat| stat.split_whitespace().nth(2).is_none_or(|s| s != "Z"))
 }
 
 /// A workspace made by `drp demo` (keys, plan, store with backups and one drill), with the

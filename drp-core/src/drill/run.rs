@@ -247,6 +247,9 @@ struct Drill {
     cancel: CancellationToken,
 }
 
+/// A plan probe made ready to run, or why it cannot be.
+type BuiltProbe = Result<Arc<dyn HealthProbe>, String>;
+
 /// How the watch after the injection ended.
 enum Ending {
     /// Every stack healthy again.
@@ -421,7 +424,7 @@ impl Drill {
         stack: &str,
         address: &str,
         transport: &Arc<dyn Transport>,
-    ) -> Vec<(Probe, Result<Arc<dyn HealthProbe>, String>)> {
+    ) -> Vec<(Probe, BuiltProbe)> {
         let Some(s) = self.plan.stacks.get(stack) else {
             return Vec::new();
         };
@@ -442,7 +445,7 @@ impl Drill {
         self.plan.host(name).cloned()
     }
 
-    fn abort_probes(&self) -> Vec<(Probe, Result<Arc<dyn HealthProbe>, String>)> {
+    fn abort_probes(&self) -> Vec<(Probe, BuiltProbe)> {
         let local: Arc<dyn Transport> = Arc::new(drp_provision::LocalTransport::new());
         self.scenario
             .abort_probes
@@ -572,7 +575,10 @@ impl Drill {
         let detect_by_probe = self.detect_by_probe(t0, cap, detected.clone());
         let detect_by_alert = async {
             if let Some(receiver) = receiver {
-                if let Some(alert) = receiver.wait_for(|a| a.is_firing(), cap).await {
+                // Alerts from before the fault (a flapping check) are not detections.
+                let after_t0 =
+                    |a: &drp_monitor::ReceivedAlert| a.is_firing() && a.received_at >= t0;
+                if let Some(alert) = receiver.wait_for(after_t0, cap).await {
                     let detection = Detection {
                         time: alert.received_at,
                         source: format!("alert from {}", alert.source),
@@ -1167,9 +1173,12 @@ async fn team_runs(
     let Ok(ids) = journal::list_runs(store).await else {
         return (runs, addresses);
     };
+    // Ids start with their UTC start time to the second: runs of the drill's second or
+    // later, whatever their random part, except the drill's own.
+    let since = time_part(drill_id);
     for id in ids
         .into_iter()
-        .filter(|id| id.as_str() >= drill_id && !id.starts_with(drill_id))
+        .filter(|id| time_part(id) >= since && !id.starts_with(drill_id))
     {
         let Ok(events) = journal::read_journal(store, &id).await else {
             continue;
@@ -1190,6 +1199,11 @@ async fn team_runs(
         }
     }
     (runs, addresses)
+}
+
+/// The `20261129T101500Z` of a run or drill id.
+fn time_part(id: &str) -> &str {
+    id.split_once('-').map_or(id, |(time, _)| time)
 }
 
 /// stack → (address, host name) from the `acquire-host` steps of a run.

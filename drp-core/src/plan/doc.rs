@@ -163,6 +163,7 @@ fn write_runbook(out: &mut String, plan: &Plan) -> std::fmt::Result {
     write_hosts(out, plan)?;
     write_audiences(out, plan)?;
     write_keys(out, plan)?;
+    write_drills(out, plan)?;
     Ok(())
 }
 
@@ -593,6 +594,81 @@ fn write_audiences(out: &mut String, plan: &Plan) -> std::fmt::Result {
             };
             writeln!(out, "| {} | {} | {target} |", n.name, n.kind())?;
         }
+    }
+    Ok(())
+}
+
+fn write_drills(out: &mut String, plan: &Plan) -> std::fmt::Result {
+    if plan.scenarios.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(out, "## Drills")?;
+    writeln!(out)?;
+    for scenario in plan.scenarios.values() {
+        writeln!(
+            out,
+            "### {} (`drp drill run --scenario {}`)",
+            scenario.name, scenario.name
+        )?;
+        writeln!(out)?;
+        if let Some(d) = &scenario.description {
+            writeln!(out, "{d}")?;
+            writeln!(out)?;
+        }
+        let fault = drp_provision::Fault::new(scenario.fault.clone(), "DRILL_ID");
+        writeln!(
+            out,
+            "- Fault: {} on {} (blast radius {}), reverted by a timer on each host after {} \
+             at the latest.",
+            fault.describe(),
+            scenario.targets,
+            scenario.blast_radius,
+            format_duration(scenario.duration)
+        )?;
+        writeln!(
+            out,
+            "- Recovery: {}.",
+            match scenario.mode {
+                crate::plan::DrillMode::Automatic => format!(
+                    "drp recovers onto {} as soon as it detects the fault",
+                    plan.recovery.target_datacenter
+                ),
+                crate::plan::DrillMode::Surprise =>
+                    "the team recovers by this runbook; drp measures".to_string(),
+            }
+        )?;
+        let mut expect = Vec::new();
+        if let Some(d) = scenario.detect_within {
+            expect.push(format!("detected within {}", format_duration(d)));
+        }
+        if let Some(d) = scenario.recover_within {
+            expect.push(format!("every stack healthy within {}", format_duration(d)));
+        }
+        if !expect.is_empty() {
+            writeln!(out, "- Expected: {}.", expect.join(", "))?;
+        }
+        if !scenario.abort_probes.is_empty() {
+            let probes: Vec<String> = scenario.abort_probes.iter().map(|p| p.describe()).collect();
+            writeln!(
+                out,
+                "- Aborted at once if one fails: {}.",
+                probes.join("; ")
+            )?;
+        }
+        writeln!(
+            out,
+            "- Customers and partners: {}.",
+            if scenario.notify_customers {
+                "told for real".to_string()
+            } else {
+                match &scenario.test_route {
+                    Some(route) => format!("their messages go to {route} instead"),
+                    None => "not told".to_string(),
+                }
+            }
+        )?;
+        writeln!(out)?;
     }
     Ok(())
 }
