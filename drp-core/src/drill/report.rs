@@ -522,8 +522,8 @@ fn trend(out: &mut String, rows: &[HistoryRow], current: &str) {
         .max()
         .unwrap_or(1)
         .max(1);
-    let slot = WIDTH / rows.len() as u64;
-    let bar = (slot * 6 / 10).max(4);
+    let slot = WIDTH / rows.len().max(8) as u64;
+    let bar = (slot * 6 / 10).clamp(4, 60);
     let plot = HEIGHT - TOP - BOTTOM;
     let _ = writeln!(
         out,
