@@ -3,6 +3,7 @@
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use async_trait::async_trait;
@@ -16,30 +17,59 @@ use crate::transport::{BoxRead, COPY_BUF, ChildControl, RemoteChild, Transport, 
 
 /// This machine: commands run with `sh -c`, files are read and written directly.
 ///
-/// The embedded default transport (no SSH involved). Relative paths are relative to the
-/// current directory.
+/// The embedded default transport (no SSH involved). Relative paths (in commands, uploads
+/// and downloads) are relative to the process's current directory, or to the transport's
+/// own directory when made with [`LocalTransport::in_dir`].
 #[derive(Debug, Clone, Default)]
 pub struct LocalTransport {
-    _private: (),
+    dir: Option<PathBuf>,
 }
 
 impl LocalTransport {
-    /// The local transport.
+    /// The local transport, in the process's current directory.
     pub fn new() -> Self {
         LocalTransport::default()
+    }
+
+    /// The local transport working in `dir`: commands start there, and relative upload
+    /// and download paths resolve against it.
+    ///
+    /// This lets one machine stand in for several hosts without root or SSH (a drill
+    /// demo, tests): each "host" gets its own directory, so the same relative paths in a
+    /// plan land in a different place per host. It is not isolation: commands can still
+    /// reach anything on the machine. The directory must exist when commands run; it is
+    /// used as given (not canonicalised). `Display` is `local:DIR`.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        LocalTransport {
+            dir: Some(dir.into()),
+        }
+    }
+
+    /// The directory given to [`LocalTransport::in_dir`], if any.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// `path` as this transport sees it: relative paths are taken from its directory.
+    fn resolve(&self, path: &str) -> PathBuf {
+        match &self.dir {
+            Some(dir) if Path::new(path).is_relative() => dir.join(path),
+            _ => PathBuf::from(path),
+        }
+    }
+
+    fn io_err(&self, context: impl Into<String>, e: std::io::Error) -> TransportError {
+        TransportError::io(self, context, e)
     }
 }
 
 impl fmt::Display for LocalTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("local")
+        match &self.dir {
+            Some(dir) => write!(f, "local:{}", dir.display()),
+            None => f.write_str("local"),
+        }
     }
-}
-
-const HOST: &str = "local";
-
-fn io_err(context: impl Into<String>, e: std::io::Error) -> TransportError {
-    TransportError::io(HOST, context, e)
 }
 
 /// Converts a local exit status; signals are named like SSH names them (`KILL`).
@@ -59,6 +89,8 @@ fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
 /// Waits for and kills a local process group.
 #[derive(Debug)]
 struct LocalControl {
+    /// The transport's `Display`, for error messages.
+    host: String,
     child: Child,
     /// The process group (= the shell's pid), while the shell may still be running.
     pgid: Option<Pid>,
@@ -89,7 +121,7 @@ impl ChildControl for LocalControl {
             .child
             .wait()
             .await
-            .map_err(|e| io_err("waiting for a command", e))?;
+            .map_err(|e| TransportError::io(&self.host, "waiting for a command", e))?;
         let status = exit_status(status);
         self.status = Some(status.clone());
         Ok(status)
@@ -100,7 +132,7 @@ impl ChildControl for LocalControl {
             return Ok(());
         }
         self.kill_group()
-            .map_err(|e| io_err("killing a command's process group", e))
+            .map_err(|e| TransportError::io(&self.host, "killing a command's process group", e))
     }
 }
 
@@ -115,16 +147,24 @@ impl Drop for LocalControl {
 #[async_trait]
 impl Transport for LocalTransport {
     async fn spawn(&self, command: &str) -> Result<RemoteChild, TransportError> {
-        let mut child = Command::new("sh")
-            .arg("-c")
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
             .arg(command)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group, so that `kill` reaches everything the shell started.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| io_err(format!("starting `sh -c {command:?}`"), e))?;
+            .process_group(0);
+        if let Some(dir) = &self.dir {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            let place = match &self.dir {
+                Some(dir) => format!(" in {}", dir.display()),
+                None => String::new(),
+            };
+            self.io_err(format!("starting `sh -c {command:?}`{place}"), e)
+        })?;
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
@@ -134,6 +174,7 @@ impl Transport for LocalTransport {
             Box::new(stdout),
             Box::new(stderr),
             Box::new(LocalControl {
+                host: self.to_string(),
                 child,
                 pgid,
                 status: None,
@@ -147,7 +188,10 @@ impl Transport for LocalTransport {
         mut data: BoxRead,
         mode: u32,
     ) -> Result<u64, TransportError> {
-        let tmp = temp_sibling(path);
+        let target = self.resolve(path);
+        let path = target.to_string_lossy();
+        let tmp = temp_sibling(&path);
+        let io_err = |context: String, e| self.io_err(context, e);
         let result = async {
             let mut file = tokio::fs::OpenOptions::new()
                 .write(true)
@@ -180,7 +224,7 @@ impl Transport for LocalTransport {
                 .await
                 .map_err(|e| io_err(format!("syncing {tmp:?}"), e))?;
             drop(file);
-            tokio::fs::rename(&tmp, path)
+            tokio::fs::rename(&tmp, &target)
                 .await
                 .map_err(|e| io_err(format!("renaming {tmp:?} to {path:?}"), e))?;
             Ok(total)
@@ -193,9 +237,9 @@ impl Transport for LocalTransport {
     }
 
     async fn download(&self, path: &str) -> Result<BoxRead, TransportError> {
-        let file = tokio::fs::File::open(path)
+        let file = tokio::fs::File::open(self.resolve(path))
             .await
-            .map_err(|e| io_err(format!("opening {path:?}"), e))?;
+            .map_err(|e| self.io_err(format!("opening {path:?}"), e))?;
         Ok(Box::new(tokio::io::BufReader::with_capacity(
             COPY_BUF, file,
         )))
