@@ -203,7 +203,7 @@ fn keyscan_hint(name: &str, key_type: &str, file: &std::path::Path) -> String {
     )
 }
 
-fn stderr_suffix(tail: &str) -> String {
+pub(crate) fn stderr_suffix(tail: &str) -> String {
     let tail = tail.trim_end();
     if tail.is_empty() {
         " (no stderr output)".to_string()

@@ -10,12 +10,18 @@
 //!   [`Prepared`] wraps one and prepares each acquired host with an Ansible playbook
 //!   ([`AnsibleRunner`]).
 //!
+//! - [`fault`]: drills' faults on hosts ([`Fault`]: network blackhole, stopped or frozen
+//!   service, user command), each reverted by a dead-man timer on the host itself if drp
+//!   does not revert it.
+//!
 //! Every transport error is a [`TransportError`] whose message names the host; provisioning
 //! errors are [`ProvisionError`]s (naming the pool file, host or command) and
-//! [`AnsibleError`]s (naming the playbook, failed task and host).
+//! [`AnsibleError`]s (naming the playbook, failed task and host); fault errors are
+//! [`FaultError`]s (naming the host, the fault and the step that failed).
 
 mod ansible;
 mod error;
+pub mod fault;
 mod local;
 mod pool;
 mod prepare;
@@ -25,6 +31,7 @@ mod ssh;
 mod transport;
 
 pub use ansible::{AnsibleError, AnsibleOptions, AnsibleRunner, OutputSink, Stream, TaskFailure};
+pub use fault::{Backend, Fault, FaultError, FaultSpec, FaultStep};
 pub use pool::{
     HealthCheck, HealthFuture, Inventory, LeaseRecord, SparePool, TransportFactory,
     default_transport_factory, transport_health_check,
