@@ -11,9 +11,10 @@
 //! its stdio on `/dev/null`, so closing the SSH session or killing drp leaves it alone)
 //! that runs the very script [`Fault::revert`] runs. Its process group id is in
 //! `${TMPDIR:-/tmp}/drp-fault-ID.pid` (written atomically; removed when it fires), which is
-//! how [`Fault::revert`] disarms it and [`Fault::is_armed`] finds it. The id (the drill
-//! run's) names every trace a fault leaves on a host, so two drills never touch each
-//! other's faults.
+//! how [`Fault::revert`] disarms it and [`Fault::is_armed`] finds it; beside it,
+//! `drp-fault-ID.status` carries the injection's progress to the dead-man and to drp
+//! (removed by `revert`). The id (the drill run's) names every trace a fault leaves on a
+//! host, so two drills never touch each other's faults.
 //!
 //! [`Fault::revert`] first freezes the dead-man (`SIGSTOP` to its group), reverts, and
 //! then kills it; if the revert fails, the dead-man is let go again, so it retries when it
@@ -41,7 +42,8 @@
 //!
 //! # Requirements on the host
 //!
-//! A POSIX shell, `setsid`, Linux `/proc`, and privileges for the fault (root for
+//! A POSIX shell, `setsid`, a `sleep` that takes fractions (GNU coreutils, busybox),
+//! Linux `/proc`, and privileges for the fault (root for
 //! firewall rules, systemctl and signalling other users' processes); plus `nft` or
 //! `iptables` for a network blackhole, `systemctl` for a unit, `pkill` for a process
 //! pattern. A missing tool is [`FaultError::Unsupported`], found before anything is armed.
@@ -101,7 +103,8 @@ pub enum FaultSpec {
     ///   whole command lines); matching processes are frozen (`SIGSTOP`) rather than
     ///   killed, so they stop answering — health checks time out, as with a hung service —
     ///   and resume where they were (`SIGCONT`) with their state, without anything having
-    ///   to restart them. Injecting fails when nothing matches.
+    ///   to restart them. Injecting fails when nothing matches. The pattern never appears
+    ///   in a command line drp runs, so it cannot match drp's own shells or the dead-man.
     StopService {
         /// The systemd unit to stop.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,9 +248,9 @@ pub enum FaultError {
         fault: String,
         /// What was being done.
         step: FaultStep,
-        /// The transport's error.
+        /// The transport's error (boxed: it is large, and rare).
         #[source]
-        source: TransportError,
+        source: Box<TransportError>,
         /// For a failed inject: the error of the immediate revert, if that failed too.
         revert_error: Option<Box<FaultError>>,
     },
@@ -275,8 +278,8 @@ impl FaultError {
     }
 
     fn with_revert_error(mut self, error: Option<FaultError>) -> Self {
-        if let FaultError::Failed { revert_error, .. } | FaultError::Transport { revert_error, .. } =
-            &mut self
+        if let FaultError::Failed { revert_error, .. }
+        | FaultError::Transport { revert_error, .. } = &mut self
         {
             *revert_error = error.map(Box::new);
         }
@@ -433,16 +436,21 @@ impl Fault {
         }
     }
 
-    /// Arms the dead-man on `host` (it reverts the fault `dead_man` after it is in place,
-    /// unless [`Fault::revert`] disarms it first), then injects the fault. If injecting
-    /// fails, the fault is reverted at once (best effort) and the error returned.
+    /// Arms the dead-man on `host`, then injects the fault. If injecting fails, the fault
+    /// is reverted at once (best effort) and the error returned.
     ///
-    /// A network blackhole is applied by the dead-man process itself, a second after
-    /// arming; when the host stops answering after that (the blackhole cut this
-    /// connection), the fault counts as injected — see the module documentation.
+    /// The dead-man reverts the fault `dead_man` (at least 1 s, rounded up to whole
+    /// seconds) after arming, unless [`Fault::revert`] disarms it first; if the injection
+    /// is still running then, it waits for it to end, so a slow injection cannot outlast
+    /// its revert. A network blackhole is applied by the dead-man process itself, a second
+    /// after arming, and `dead_man` counts from then; when the host stops answering
+    /// after that (the blackhole cut this connection), the fault counts as injected — see
+    /// the module documentation. `inject` then returns about 5 s after the rules were
+    /// applied, not when.
     ///
     /// Fails with [`FaultError::AlreadyInjected`] if a dead-man of this fault is pending
-    /// on the host.
+    /// on the host; with [`FaultError::Unsupported`] (before arming anything) if a tool
+    /// the fault needs is missing.
     pub async fn inject(&self, host: &dyn Transport, dead_man: Duration) -> Result<(), FaultError> {
         self.validate()?;
         if dead_man < MIN_DEAD_MAN {
@@ -481,7 +489,7 @@ impl Fault {
         let injected = match blackhole_apply {
             Some(_) => self.await_blackhole(host, secs).await,
             None => host
-                .run(&self.inject_script())
+                .run(&self.inject_command())
                 .await
                 .map(drop)
                 .map_err(|e| self.step_error(host, FaultStep::Inject, e)),
@@ -504,6 +512,11 @@ impl Fault {
     ///
     /// The dead-man is frozen while the revert runs and killed only once it succeeded;
     /// when the revert fails, it is let go again and retries when it fires.
+    ///
+    /// Like any command, this needs the host to answer: after a blackhole that did not
+    /// keep drp's SSH port, it cannot get through until the dead-man has restored the
+    /// network (on a blackholed connection, it waits rather than fails: bound it with a
+    /// timeout, or wait for the dead-man first).
     pub async fn revert(&self, host: &dyn Transport) -> Result<(), FaultError> {
         self.validate()?;
         host.run(&self.revert_command())
@@ -544,7 +557,12 @@ impl Fault {
         format!("{} [fault {}]", self.describe(), self.id)
     }
 
-    fn step_error(&self, host: &dyn Transport, step: FaultStep, error: TransportError) -> FaultError {
+    fn step_error(
+        &self,
+        host: &dyn Transport,
+        step: FaultStep,
+        error: TransportError,
+    ) -> FaultError {
         match error {
             TransportError::CommandFailed {
                 host,
@@ -563,7 +581,7 @@ impl Fault {
                 host: host.to_string(),
                 fault: self.label(),
                 step,
-                source,
+                source: Box::new(source),
                 revert_error: None,
             },
         }
@@ -633,10 +651,7 @@ impl Fault {
         loop {
             let out = match tokio::time::timeout(POLL_TIMEOUT, host.run(&poll)).await {
                 Err(_) => {
-                    return lost(format!(
-                        "no answer within {}s",
-                        POLL_TIMEOUT.as_secs()
-                    ));
+                    return lost(format!("no answer within {}s", POLL_TIMEOUT.as_secs()));
                 }
                 Ok(Err(e @ TransportError::CommandFailed { .. })) => {
                     return Err(self.step_error(host, FaultStep::Inject, e));
@@ -665,7 +680,10 @@ impl Fault {
                 }
                 line => {
                     let code = line.strip_prefix("failed ").unwrap_or(line);
-                    return Err(failed(format!("applying the rules: exit code {code}"), rest));
+                    return Err(failed(
+                        format!("applying the rules: exit code {code}"),
+                        rest,
+                    ));
                 }
             }
             if Instant::now() > deadline {
@@ -726,9 +744,13 @@ impl Fault {
                 delay = APPLY_DELAY.as_secs(),
             ),
         };
+        // After its time, the dead-man still waits for an injection that is running (its
+        // shell's pid is in the status file): reverting first would leave the fault in
+        // place for good when the injection outlasts the timer.
         let dead_man = format!(
             "{prelude}echo $$ > \"$pidfile.$$\" && mv -f \"$pidfile.$$\" \"$pidfile\" || exit 1\n\
              {apply}sleep {secs}\n\
+             while read -r what pid < \"$status\" && [ \"$what\" = injecting ] && kill -0 \"$pid\"; do sleep 1; done 2>/dev/null\n\
              ( {revert} )\n\
              drp_release\n",
             prelude = self.prelude(),
@@ -771,7 +793,21 @@ impl Fault {
         )
     }
 
-    /// Puts a (non-blackhole) fault in place; run synchronously by `inject`.
+    /// What `inject` runs for a fault other than a blackhole: the injection, with its
+    /// shell's pid in the status file while it runs (for the dead-man to wait on).
+    fn inject_command(&self) -> String {
+        format!(
+            "{prelude}echo \"injecting $$\" > \"$status\"\n\
+             ( {inject} )\n\
+             rc=$?\n\
+             rm -f \"$status\"\n\
+             exit \"$rc\"\n",
+            prelude = self.prelude(),
+            inject = self.inject_script(),
+        )
+    }
+
+    /// Puts a (non-blackhole) fault in place.
     fn inject_script(&self) -> String {
         match &self.spec {
             FaultSpec::StopService {
@@ -949,7 +985,10 @@ mod tests {
         let blackhole = |ports: Vec<u16>| {
             Fault::new(FaultSpec::NetworkBlackhole { keep_ports: ports }, "x").describe()
         };
-        assert_eq!(blackhole(vec![22]), "network blackhole (keeping TCP port 22)");
+        assert_eq!(
+            blackhole(vec![22]),
+            "network blackhole (keeping TCP port 22)"
+        );
         assert_eq!(
             blackhole(vec![22, 2222]),
             "network blackhole (keeping TCP ports 22, 2222)"
@@ -993,7 +1032,11 @@ mod tests {
             !arm.contains("systemctl stop"),
             "the dead-man only reverts: {arm}"
         );
-        assert!(fault.revert_command().contains("systemctl start nginx.service"));
+        assert!(
+            fault
+                .revert_command()
+                .contains("systemctl start nginx.service")
+        );
     }
 
     #[test]
@@ -1040,7 +1083,10 @@ mod tests {
         let other = "20261129T101500Z-1a2b3c4e";
         let chain = iptables_chain_name(long);
         assert_eq!(chain.len(), IPTABLES_CHAIN_MAX, "{chain}");
-        assert!(chain.starts_with("DRP-") && chain.ends_with("1a2b3c4d"), "{chain}");
+        assert!(
+            chain.starts_with("DRP-") && chain.ends_with("1a2b3c4d"),
+            "{chain}"
+        );
         assert_ne!(chain, iptables_chain_name(other));
     }
 
@@ -1077,8 +1123,15 @@ mod tests {
                 keep_ports: vec![22, 2222]
             }
         );
-        let spec: FaultSpec = toml::from_str("kind = \"stop-service\"\nunit = \"nginx\"\n").unwrap();
-        assert!(matches!(spec, FaultSpec::StopService { unit: Some(_), process: None }));
+        let spec: FaultSpec =
+            toml::from_str("kind = \"stop-service\"\nunit = \"nginx\"\n").unwrap();
+        assert!(matches!(
+            spec,
+            FaultSpec::StopService {
+                unit: Some(_),
+                process: None
+            }
+        ));
         // keep_ports must be said, and typos are refused.
         assert!(toml::from_str::<FaultSpec>("kind = \"network-blackhole\"\n").is_err());
         assert!(toml::from_str::<FaultSpec>("kind = \"stop-service\"\nunits = \"x\"\n").is_err());
@@ -1094,7 +1147,7 @@ mod tests {
             "t",
         );
         for script in [
-            fault.inject_script(),
+            fault.inject_command(),
             fault.revert_command(),
             fault.arm_script(5, None),
         ] {
@@ -1128,10 +1181,16 @@ mod tests {
         let none = fault.blackhole_apply_script(Backend::Nftables, &[]);
         assert!(!none.contains("tcp "), "{none}");
         let ipt = fault.blackhole_apply_script(Backend::Iptables, &[22]);
-        assert!(ipt.contains("iptables -w 5 -A DRP-r-1 -p tcp --sport 22 -j ACCEPT || exit 1"), "{ipt}");
+        assert!(
+            ipt.contains("iptables -w 5 -A DRP-r-1 -p tcp --sport 22 -j ACCEPT || exit 1"),
+            "{ipt}"
+        );
         assert!(ipt.contains("-I INPUT 1 -j DRP-r-1"), "{ipt}");
         let revert = fault.revert_script();
-        assert!(revert.contains("nft delete table inet drp_fault_r_1_"), "{revert}");
+        assert!(
+            revert.contains("nft delete table inet drp_fault_r_1_"),
+            "{revert}"
+        );
         assert!(revert.contains("-X DRP-r-1"), "{revert}");
     }
 }

@@ -32,6 +32,7 @@ mod transport;
 
 pub use fault::{Backend, Fault, FaultError, FaultSpec, FaultStep};
 pub use ansible::{AnsibleError, AnsibleOptions, AnsibleRunner, OutputSink, Stream, TaskFailure};
+pub use fault::{Backend, Fault, FaultError, FaultSpec, FaultStep};
 pub use pool::{
     HealthCheck, HealthFuture, Inventory, LeaseRecord, SparePool, TransportFactory,
     default_transport_factory, transport_health_check,

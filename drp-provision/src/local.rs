@@ -4,6 +4,7 @@ use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use async_trait::async_trait;
@@ -131,9 +132,8 @@ impl ChildControl for LocalControl {
         if self.status.is_some() {
             return Ok(());
         }
-        self.kill_group().map_err(|e| {
-            TransportError::io(&self.host, "killing a command's process group", e)
-        })
+        self.kill_group()
+            .map_err(|e| TransportError::io(&self.host, "killing a command's process group", e))
     }
 }
 

@@ -1,4 +1,5 @@
-//! A real OpenSSH `sshd` on 127.0.0.1, started by a test and killed when dropped (also
+//! A real OpenSSH `sshd` on 127.0.0.1 (or on a network namespace's address, see
+//! [`Sshd::start_on`] and `netns.rs`), started by a test and killed when dropped (also
 //! when the test panics). Reusable from other crates' tests:
 //!
 //! ```ignore
@@ -9,13 +10,13 @@
 //!
 //! Each server has its own temporary directory with an ed25519 host key, a client key
 //! (`id`, no passphrase) listed in `authorized_keys`, and a `known_hosts` file that lists the
-//! host key as `[127.0.0.1]:PORT ssh-ed25519 ...`. Needs `openssh-server` and
+//! host key as `[127.0.0.1]:PORT ssh-ed25519 ...` (bare `ADDR` for port 22). Needs `openssh-server` and
 //! `openssh-client` (`ssh-keygen`); logs go to `DIR/sshd.log`.
 #![allow(dead_code)]
 
 use std::fs;
 use std::io::Write;
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct Sshd {
     dir: tempfile::TempDir,
+    addr: Ipv4Addr,
     port: u16,
     user: String,
     child: Child,
@@ -73,6 +75,91 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A temporary directory with a host key, a client key and its authorized_keys.
+fn new_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("drp-sshd-")
+        .tempdir()
+        .expect("temp dir");
+    let d = dir.path();
+    let _ = fs::create_dir_all("/run/sshd"); // privilege-separation directory
+    keygen(&d.join("hostkey"), "");
+    keygen(&d.join("id"), "");
+    fs::copy(d.join("id.pub"), d.join("authorized_keys")).expect("authorized_keys");
+    dir
+}
+
+/// Writes the configuration, starts sshd and waits up to 10 s until `addr:port` accepts
+/// connections. On failure, gives the directory back with the server's log.
+fn launch(
+    dir: tempfile::TempDir,
+    addr: Ipv4Addr,
+    port: u16,
+    wrapper: &[&str],
+    extra_config: &str,
+) -> Result<Sshd, (tempfile::TempDir, String)> {
+    let d = dir.path();
+    let config = d.join("sshd_config");
+    fs::write(
+        &config,
+        format!(
+            "Port {port}\nListenAddress {addr}\nHostKey {d}/hostkey\nPidFile {d}/sshd.pid\n\
+             AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n\
+             Subsystem sftp internal-sftp\nMaxStartups 100\nMaxSessions 50\nLogLevel VERBOSE\n\
+             {extra_config}\n",
+            d = d.display()
+        ),
+    )
+    .expect("sshd_config");
+    let log = fs::File::create(d.join("sshd.log")).expect("sshd.log");
+    let (program, args) = match wrapper.split_first() {
+        Some((program, args)) => (*program, args),
+        None => ("/usr/sbin/sshd", &[][..]),
+    };
+    let mut command = Command::new(program);
+    command.args(args);
+    if !wrapper.is_empty() {
+        command.arg("/usr/sbin/sshd");
+    }
+    let mut child = command
+        .arg("-D")
+        .arg("-e")
+        .arg("-f")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start /usr/sbin/sshd (is openssh-server installed?)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let socket = SocketAddr::from((addr, port));
+    loop {
+        if TcpStream::connect_timeout(&socket, Duration::from_millis(500)).is_ok() {
+            let server = Sshd {
+                dir,
+                addr,
+                port,
+                user: current_user(),
+                child,
+            };
+            server.write_known_hosts();
+            return Ok(server);
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = fs::read_to_string(d.join("sshd.log")).unwrap_or_default();
+    Err((dir, log))
+}
+
 impl Sshd {
     /// Starts a server on a free port of 127.0.0.1 and waits until it accepts connections.
     pub fn start() -> Sshd {
@@ -82,80 +169,52 @@ impl Sshd {
     /// [`Sshd::start`] with `extra_config` (sshd_config lines, e.g. `Ciphers aes128-ctr`)
     /// appended to the configuration.
     pub fn start_with(extra_config: &str) -> Sshd {
-        let dir = tempfile::Builder::new()
-            .prefix("drp-sshd-")
-            .tempdir()
-            .expect("temp dir");
-        let d = dir.path();
-        let _ = fs::create_dir_all("/run/sshd"); // privilege-separation directory
-        keygen(&d.join("hostkey"), "");
-        keygen(&d.join("id"), "");
-        fs::copy(d.join("id.pub"), d.join("authorized_keys")).expect("authorized_keys");
-        let user = current_user();
-
+        let mut dir = new_dir();
         let mut last_log = String::new();
         for _attempt in 0..5 {
-            let port = free_port();
-            let config = d.join("sshd_config");
-            fs::write(
-                &config,
-                format!(
-                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\nPidFile {d}/sshd.pid\n\
-                     AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nPasswordAuthentication no\n\
-                     KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n\
-                     Subsystem sftp internal-sftp\nMaxStartups 100\nMaxSessions 50\nLogLevel VERBOSE\n\
-                     {extra_config}\n",
-                    d = d.display()
-                ),
-            )
-            .expect("sshd_config");
-            let log = fs::File::create(d.join("sshd.log")).expect("sshd.log");
-            let mut child = Command::new("/usr/sbin/sshd")
-                .arg("-D")
-                .arg("-e")
-                .arg("-f")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("start /usr/sbin/sshd (is openssh-server installed?)");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
-                    let server = Sshd {
-                        dir,
-                        port,
-                        user,
-                        child,
-                    };
-                    server.write_known_hosts();
-                    return server;
+            // The port may be taken between probing and sshd's bind: then try another one.
+            match launch(dir, Ipv4Addr::LOCALHOST, free_port(), &[], extra_config) {
+                Ok(server) => return server,
+                Err((returned, log)) => {
+                    dir = returned;
+                    last_log = log;
                 }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // e.g. the port was taken meanwhile: try another one
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
             }
-            last_log = fs::read_to_string(d.join("sshd.log")).unwrap_or_default();
         }
         panic!("sshd did not start; its log:\n{last_log}");
     }
 
+    /// Starts a server listening on `addr:port`, launched as `WRAPPER... /usr/sbin/sshd ...`
+    /// (e.g. `["ip", "netns", "exec", NAME]` to run it inside a network namespace; the
+    /// address must be reachable from here), and waits until it accepts connections.
+    pub fn start_on(addr: Ipv4Addr, port: u16, wrapper: &[&str], extra_config: &str) -> Sshd {
+        match launch(new_dir(), addr, port, wrapper, extra_config) {
+            Ok(server) => server,
+            Err((_, log)) => panic!("sshd on {addr}:{port} did not start; its log:\n{log}"),
+        }
+    }
+
     fn write_known_hosts(&self) {
+        // As OpenSSH (and drp) name a host in known_hosts: bare for port 22.
+        let name = if self.port == 22 {
+            self.addr.to_string()
+        } else {
+            format!("[{}]:{}", self.addr, self.port)
+        };
         fs::write(
             self.known_hosts(),
-            format!("[127.0.0.1]:{} {}\n", self.port, self.host_public_key()),
+            format!("{name} {}\n", self.host_public_key()),
         )
         .expect("known_hosts");
     }
 
-    /// The server's port on 127.0.0.1.
+    /// The address the server listens on (127.0.0.1 unless started with
+    /// [`Sshd::start_on`]).
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    /// The server's port.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -165,9 +224,9 @@ impl Sshd {
         &self.user
     }
 
-    /// `USER@127.0.0.1:PORT`.
+    /// `USER@ADDR:PORT` (`ADDR` is 127.0.0.1 unless started with [`Sshd::start_on`]).
     pub fn target(&self) -> String {
-        format!("{}@127.0.0.1:{}", self.user, self.port)
+        format!("{}@{}:{}", self.user, self.addr, self.port)
     }
 
     /// The server's temporary directory (keys, config, log).
@@ -180,7 +239,7 @@ impl Sshd {
         self.dir.path().join("id")
     }
 
-    /// A known_hosts file that lists this server's host key for `[127.0.0.1]:PORT`.
+    /// A known_hosts file that lists this server's host key for `[ADDR]:PORT`.
     pub fn known_hosts(&self) -> PathBuf {
         self.dir.path().join("known_hosts")
     }
@@ -225,7 +284,7 @@ impl Sshd {
             "BatchMode=yes".into(),
             "-o".into(),
             "IdentitiesOnly=yes".into(),
-            format!("{}@127.0.0.1", self.user),
+            format!("{}@{}", self.user, self.addr),
         ]
     }
 
