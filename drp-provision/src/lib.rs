@@ -30,7 +30,6 @@ mod script;
 mod ssh;
 mod transport;
 
-pub use fault::{Backend, Fault, FaultError, FaultSpec, FaultStep};
 pub use ansible::{AnsibleError, AnsibleOptions, AnsibleRunner, OutputSink, Stream, TaskFailure};
 pub use fault::{Backend, Fault, FaultError, FaultSpec, FaultStep};
 pub use pool::{
