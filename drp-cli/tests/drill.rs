@@ -506,3 +506,48 @@ failure_threshold = 1
     assert!(outside.exists(), "reverted");
     assert!(answers("127.0.0.2", ws.port("acme")));
 }
+
+#[test]
+fn secrets_stay_out_of_drill_output_and_records() {
+    const TOKEN: &str = "hook-token-SEKRIT-5d2e";
+    let ws = Workspace::ready();
+    // A plan secret (a webhook URL from the environment) that the fault's error output
+    // echoes: it must be hidden from drp's output and from the record in the store.
+    ws.add_scenario(
+        r#"
+[[notifiers]]
+name = "hook"
+kind = "webhook"
+url_env = "DRILL_HOOK_URL"
+
+[scenarios.leaky]
+mode = "automatic"
+targets = { hosts = ["primary-1"] }
+fault = { kind = "command", inject = "echo \"cannot reach $DRILL_HOOK_URL\" >&2; exit 4", revert = "true" }
+duration = "1m"
+"#,
+    );
+    let out = Command::new(DRP)
+        .args([
+            "drill",
+            "run",
+            "--plan",
+            "drp.toml",
+            "--yes",
+            "--scenario",
+            "leaky",
+        ])
+        .current_dir(ws.path(""))
+        .env("DRILL_HOOK_URL", format!("http://127.0.0.1:9/{TOKEN}"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let shown = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(shown.contains("cannot reach ***"), "{shown}");
+    let record = ws.wait_for_record(|r| r["state"] == "not_started");
+    let everything = format!("{shown}{record}");
+    assert!(
+        !everything.contains(TOKEN),
+        "the token leaked: {everything}"
+    );
+}

@@ -500,7 +500,9 @@ impl Fault {
                 Ok(())
             }
             Err(e) => {
-                tracing::warn!(host = %host, fault = %self.label(), error = %e, "injecting failed; reverting at once");
+                // Not the error itself: its stderr tail may echo a secret, and the caller,
+                // who knows the secrets, reports it.
+                tracing::warn!(host = %host, fault = %self.label(), "injecting failed; reverting at once");
                 let revert_error = self.revert(host).await.err();
                 Err(e.with_revert_error(revert_error))
             }

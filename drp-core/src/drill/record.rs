@@ -295,10 +295,52 @@ impl DrillRecord {
     }
 
     /// Writes it to the store (atomically: object stores replace whole objects).
-    pub(crate) async fn save(&self, store: &dyn BackupStore) -> Result<(), StoreError> {
-        let data = serde_json::to_vec_pretty(self).expect("a drill record serializes");
+    /// This record with every value of `secrets` hidden.
+    pub(crate) fn redacted(&self, secrets: &[String]) -> DrillRecord {
+        let mut value = serde_json::to_value(self).expect("a drill record serializes");
+        redact_strings(&mut value, secrets);
+        serde_json::from_value(value).expect("a redacted record is a record")
+    }
+
+    /// Writes it to the store with every value of `secrets` hidden: a fault's or a
+    /// probe's error output may echo one.
+    pub(crate) async fn save(
+        &self,
+        store: &dyn BackupStore,
+        secrets: &[String],
+    ) -> Result<(), StoreError> {
+        let data = serde_json::to_vec_pretty(&self.redacted(secrets)).expect("JSON serializes");
         store.put(&record_key(&self.drill), Bytes::from(data)).await
     }
+}
+
+/// `***` for every secret (of 4 characters or more) in every string of `value`.
+fn redact_strings(value: &mut serde_json::Value, secrets: &[String]) {
+    match value {
+        serde_json::Value::String(text) => *text = redact(text, secrets),
+        serde_json::Value::Array(items) => {
+            for item in items {
+                redact_strings(item, secrets);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for item in map.values_mut() {
+                redact_strings(item, secrets);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `text` with every secret (of 4 characters or more) replaced by `***`.
+pub(crate) fn redact(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_string();
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "***");
+        }
+    }
+    text
 }
 
 /// Drill `id`'s record.

@@ -12,6 +12,7 @@ use rand::seq::IndexedRandom;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::record::redact;
 use super::record::*;
 use super::{DRILL_LOCK_KEY, DrillError, plan_for_drill};
 use crate::executor::journal::{self, new_run_id};
@@ -69,6 +70,8 @@ struct Recorder {
     record: tokio::sync::Mutex<DrillRecord>,
     store: Arc<dyn BackupStore>,
     observer: Arc<dyn DrillObserver>,
+    /// The plan's secret values: hidden from the record and the observer.
+    secrets: Vec<String>,
 }
 
 impl Recorder {
@@ -78,7 +81,8 @@ impl Recorder {
         let what = what.into();
         let mut record = self.record.lock().await;
         record.log(what.clone());
-        self.observer.line(jiff::Timestamp::now(), &what);
+        self.observer
+            .line(jiff::Timestamp::now(), &redact(&what, &self.secrets));
         self.save_locked(&mut record).await;
     }
 
@@ -89,7 +93,7 @@ impl Recorder {
     }
 
     async fn save_locked(&self, record: &mut DrillRecord) {
-        if let Err(e) = record.save(self.store.as_ref()).await {
+        if let Err(e) = record.save(self.store.as_ref(), &self.secrets).await {
             let problem = format!("the drill record could not be saved: {e}");
             if !record.deviations.contains(&problem) {
                 record.deviations.push(problem);
@@ -217,6 +221,7 @@ pub async fn run_drill(
         record: tokio::sync::Mutex::new(record),
         store: store.clone(),
         observer,
+        secrets: crate::recover::plan_secrets(&plan),
     });
     let drill = Drill {
         plan: Arc::new(plan_for_drill(&plan, &scenario)),
@@ -232,7 +237,7 @@ pub async fn run_drill(
     let result = drill.run().await;
     let _ = release_drill_lock(store.as_ref(), &id).await;
     result?;
-    Ok(recorder.snapshot().await)
+    Ok(recorder.snapshot().await.redacted(&recorder.secrets))
 }
 
 struct Drill {
@@ -284,7 +289,12 @@ impl Drill {
         let unhealthy: Vec<String> = checks
             .iter()
             .filter(|c| !c.healthy)
-            .map(|c| format!("{} probe {}: {}", c.of, c.probe, c.message))
+            .map(|c| {
+                redact(
+                    &format!("{} probe {}: {}", c.of, c.probe, c.message),
+                    &r.secrets,
+                )
+            })
             .collect();
         r.update(|rec| rec.steady_state = checks).await;
         if !unhealthy.is_empty() {
@@ -538,7 +548,7 @@ impl Drill {
                     ))
                     .await;
                 }
-                Err(e) => failures.push(format!("{}: {e}", host.name)),
+                Err(e) => failures.push(redact(&format!("{}: {e}", host.name), &r.secrets)),
             }
         }
         if !failures.is_empty() {
@@ -1058,6 +1068,8 @@ pub async fn revert_drill(
             Err(e) => problems.push(format!("{}: {e}", target.host)),
         }
     }
+    let secrets = crate::recover::plan_secrets(plan);
+    let problems: Vec<String> = problems.iter().map(|p| redact(p, &secrets)).collect();
     let done = problems.is_empty();
     record.log(if done {
         "reverted by hand (drp drill revert)".to_string()
@@ -1078,7 +1090,7 @@ pub async fn revert_drill(
             record.checks = checks_of(&record);
         }
     }
-    record.save(store.as_ref()).await?;
+    record.save(store.as_ref(), &secrets).await?;
     let _ = release_drill_lock(store.as_ref(), id).await;
     if done {
         Ok(record)
