@@ -551,3 +551,53 @@ duration = "1m"
         "the token leaked: {everything}"
     );
 }
+
+#[test]
+fn ctrl_c_aborts_a_drill_and_reverts_at_once() {
+    let ws = Workspace::ready();
+    ws.add_scenario(
+        r#"
+[scenarios.interrupted]
+mode = "surprise"
+targets = { hosts = ["primary-1"] }
+fault = { kind = "command", inject = "kill -STOP $(cat run/*.pid)", revert = "kill -CONT $(cat run/*.pid); echo reverted >> reverts.log" }
+duration = "5m"
+"#,
+    );
+    let drill = ws.spawn_drill("interrupted");
+    ws.wait_for_record(|r| r["marks"]["injected"].is_string());
+    assert!(
+        !answers("127.0.0.2", ws.port("acme")),
+        "the fault is in place"
+    );
+    let status = Command::new("kill")
+        .args(["-INT", &drill.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = wait_output(drill);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("interrupted: reverting the fault"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        answers("127.0.0.2", ws.port("acme")),
+        "reverted at once, not after 5m"
+    );
+    assert_eq!(
+        fs::read_to_string(ws.path("hosts/primary-1/reverts.log")).unwrap(),
+        "reverted\n",
+        "reverted once: by drp, and its dead-man disarmed"
+    );
+    let record = ws.wait_for_record(|r| r["state"] != "running");
+    assert_eq!(record["state"], "aborted");
+    assert_eq!(record["abort_reason"], "interrupted by the operator");
+}

@@ -261,6 +261,8 @@ enum Ending {
     Recovered,
     /// The duration cap passed first.
     TimeUp,
+    /// The recovery ended without every stack back (why).
+    NotRecovered(String),
     /// Stopped early, for this reason.
     Aborted(String),
 }
@@ -353,6 +355,7 @@ impl Drill {
                 ))
                 .await;
             }
+            Ending::NotRecovered(why) => r.note(why.clone()).await,
             Ending::Aborted(why) => {
                 let why = why.clone();
                 r.update(|rec| rec.abort_reason = Some(why.clone())).await;
@@ -768,9 +771,9 @@ impl Drill {
         let recovery = match tokio::time::timeout_at(cap, recovery).await {
             Err(_) => return Ending::TimeUp,
             Ok(Err(e)) => {
-                r.update(|rec| rec.deviations.push(format!("recovery could not run: {e}")))
-                    .await;
-                return Ending::TimeUp;
+                let why = format!("recovery could not run: {e}");
+                r.update(|rec| rec.deviations.push(why.clone())).await;
+                return Ending::NotRecovered(why);
             }
             Ok(Ok(recovery)) => recovery,
         };
@@ -804,13 +807,11 @@ impl Drill {
         if all {
             Ending::Recovered
         } else {
-            r.note(format!(
+            Ending::NotRecovered(format!(
                 "recovery run {run_id} ended with {} of {} stacks recovered",
                 recovery.summary.count("recovered"),
                 self.stacks.len()
             ))
-            .await;
-            Ending::TimeUp
         }
     }
 
