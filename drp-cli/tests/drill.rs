@@ -601,3 +601,44 @@ duration = "5m"
     assert_eq!(record["state"], "aborted");
     assert_eq!(record["abort_reason"], "interrupted by the operator");
 }
+
+#[test]
+fn a_drill_asks_first_and_without_a_terminal_needs_yes() {
+    let (ws, out) = Workspace::demo();
+    assert!(out.status.success());
+    let out = ws.drp(&[
+        "drill",
+        "run",
+        "--plan",
+        "drp.toml",
+        "--scenario",
+        "primary-outage",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("Drill primary-outage: command `kill -STOP")
+            && err.contains("run with --yes to start the drill"),
+        "{err}"
+    );
+    // Nothing was recorded: the demo's own drill is the only one.
+    assert_eq!(
+        fs::read_dir(ws.path("store/.drp/drills")).unwrap().count(),
+        1
+    );
+    let unknown = ws.drp(&[
+        "drill",
+        "run",
+        "--plan",
+        "drp.toml",
+        "--scenario",
+        "nope",
+        "--yes",
+    ]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown).contains("scenario nope is not in drp.toml (it has: primary-outage)"),
+        "{}",
+        stderr(&unknown)
+    );
+}
