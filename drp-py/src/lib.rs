@@ -7,10 +7,13 @@
 //! the exception class of their kind (`drp.errors`), with the message the CLI prints.
 
 mod backup;
+mod drill;
 mod errors;
 mod keys;
 mod plan;
 mod probe;
+mod recover;
+mod report;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -71,6 +74,41 @@ where
     }
 }
 
+/// Like [`run`] for work that must not be dropped half-way (a drill, whose fault must be
+/// reverted): on a signal, `cancel` is cancelled (the work stops as soon as it safely can)
+/// and the work still runs to its end. Returns its outcome, and the signal's exception
+/// (`KeyboardInterrupt`) if one came; later signals wait until the work ends.
+pub(crate) fn run_cancellable<T, F, W>(
+    py: Python<'_>,
+    cancel: &tokio_util::sync::CancellationToken,
+    work: W,
+) -> (Result<T, Failure>, Option<PyErr>)
+where
+    T: Send,
+    F: Future<Output = Result<T, Failure>>,
+    W: FnOnce() -> F + Send,
+{
+    let cancel = cancel.clone();
+    py.detach(|| {
+        runtime().block_on(async {
+            let work = work();
+            tokio::pin!(work);
+            let mut interrupted = None;
+            loop {
+                tokio::select! {
+                    outcome = &mut work => return (outcome, interrupted),
+                    () = tokio::time::sleep(SIGNAL_CHECK), if interrupted.is_none() => {
+                        if let Err(e) = Python::attach(|py| py.check_signals()) {
+                            cancel.cancel();
+                            interrupted = Some(e);
+                        }
+                    }
+                }
+            }
+        })
+    })
+}
+
 /// Like [`run`] for work that blocks (no future).
 pub(crate) fn run_blocking<T, F>(py: Python<'_>, work: F) -> PyResult<Py<PyAny>>
 where
@@ -106,5 +144,13 @@ fn _drp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(backup::backup_restore, m)?)?;
     m.add_function(wrap_pyfunction!(backup::backup_prune, m)?)?;
     m.add_function(wrap_pyfunction!(probe::probe, m)?)?;
+    m.add_function(wrap_pyfunction!(recover::recover, m)?)?;
+    m.add_function(wrap_pyfunction!(recover::recover_dry_run, m)?)?;
+    m.add_function(wrap_pyfunction!(recover::recover_break_lock, m)?)?;
+    m.add_function(wrap_pyfunction!(drill::drill_run, m)?)?;
+    m.add_function(wrap_pyfunction!(drill::drill_preview, m)?)?;
+    m.add_function(wrap_pyfunction!(drill::drill_revert, m)?)?;
+    m.add_function(wrap_pyfunction!(drill::drill_history, m)?)?;
+    m.add_function(wrap_pyfunction!(report::report, m)?)?;
     Ok(())
 }

@@ -5,8 +5,12 @@ Every ``backup_*`` function takes its store, stack and keys as arguments, or
 the signing key, the sources (read on the stack's host), the secret key, its passphrase
 reference and the trusted signers, and giving any of those arguments too raises
 ``InvalidArgument``. A plan that is invalid or lacks the stack raises ``PlanError``.
+
+``recover*``, ``drill_*`` and ``report`` take the plan's path; times are RFC 3339 text
+(``"2026-11-29T10:00:00Z"``) or timezone-aware ``datetime`` objects.
 """
 
+import datetime
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
@@ -178,4 +182,175 @@ def probe(spec: Mapping[str, Any], *, wait: Union[float, str, None] = None) -> _
 
     Raises:
         drp.errors.ProbeSpecError: the spec is invalid or a condition does not parse.
+    """
+
+_Time = Union[str, "datetime.datetime"]
+
+def recover_dry_run(
+    plan: _Path, *, stacks: Sequence[str] = (), at: Optional[_Time] = None
+) -> _Json:
+    """What a recovery of ``plan`` would do, changing nothing anywhere, like ``drp recover
+    --dry-run --json``: ``plan``, ``store``, ``target_datacenter``, ``parallelism``, ``at``,
+    ``waves`` (lists of stacks recovered in parallel, wave after wave; each stack with
+    ``name``, ``customer``, ``hosts`` (the spares it would take, in order), ``provisioner``,
+    ``snapshot`` (``id``, ``time``, ``age_ms``, ``exceeds_rpo``, ``sources`` as ``[name,
+    bytes]`` pairs, ``signed``) or ``no_snapshot`` (why none is usable), ``passed_over``,
+    ``steps`` (``name``, ``runs``, ``timeout``, ``retries``)) and ``ready``: whether every
+    stack has a snapshot to restore (a result; the CLI exits 1 when it is false).
+
+    ``stacks`` picks stacks (default all); ``at`` (RFC 3339 text or an aware ``datetime``)
+    takes the newest snapshots at or before that time. Reads the store and the trusted
+    signers, not the secret keys.
+
+    Raises:
+        drp.errors.PlanError: the plan is invalid, or lacks a stack named.
+        drp.errors.StoreError: the store cannot be read.
+        drp.errors.InvalidArgument: ``at`` is not a time (or a naive ``datetime``).
+    """
+
+def recover(
+    plan: _Path,
+    *,
+    stacks: Sequence[str] = (),
+    at: Optional[_Time] = None,
+    resume: Optional[str] = None,
+    incident_start: Optional[_Time] = None,
+    approve: bool = False,
+    local_journal: Optional[_Path] = None,
+) -> _Json:
+    """Recovers the plan's stacks for real, like ``drp recover``: takes the plan's lock in
+    the store, then per stack, in dependency order and up to the plan's parallelism, a spare
+    host (leased in the store), its sources restored from the encrypted backups (the
+    snapshots :func:`recover_dry_run` shows), its commands, its probes until healthy, the
+    notifications; every event journaled (store and local copy) before the next step.
+
+    ``stacks`` picks stacks (default all; on resume, the run's); ``at`` takes the newest
+    snapshots at or before that time; ``incident_start`` is when the outage began (RTO and
+    RPO count from it; default the run's start); ``approve=True`` approves the plan's
+    approval gates in advance (otherwise a gate fails its stack, saying so);
+    ``resume=RUN_ID`` continues that run (killed, interrupted, or with failed stacks) and
+    runs only the steps that did not succeed, taking over the lock only from that same run;
+    ``local_journal`` moves the local journal copy (default
+    ``PLAN_DIR/.drp/runs/RUN_ID.jsonl``).
+
+    Returns ``run_id``, ``plan``, ``resumed``, ``all_recovered``, ``passed`` (every stack
+    recovered within the objectives it has), ``rto_ms``, ``rpo_ms``, ``stacks`` (per stack
+    name: ``status`` - ``recovered``, ``failed`` with ``step`` and ``error``, ``skipped`` or
+    ``interrupted`` with ``reason`` - and ``facts``: ``host``, ``address``, ``snapshot``...),
+    ``measurements`` (``incident_start``, ``incident_start_given``, ``rto_ms``, ``rpo_ms``,
+    ``passed``, ``stacks``: per stack ``outcome``, ``rto_ms``, ``rto_objective_ms``,
+    ``rto_verdict``, ``rpo_ms``, ``rpo_objective_ms``, ``rpo_verdict``, ``snapshot``,
+    ``steps``) and ``local_journal``. A stack that is not recovered is a result, not an
+    exception. The plan's secrets are ``***`` in everything returned and journaled.
+
+    Ctrl-C (``KeyboardInterrupt``) stops the run where it is, as killing ``drp recover``
+    does: it keeps the plan's lock, and ``recover(plan, resume=e.run_id)`` continues it.
+
+    Raises:
+        drp.errors.LockedError: another run holds the plan's lock (``run_id``, ``holder``,
+            ``pid``, ``since``); nothing was done.
+        drp.errors.RunNotFound: ``resume`` names a run the store does not have.
+        drp.errors.ResumeError: the plan changed since that run started, or its journal is
+            not resumable.
+        drp.errors.PlanError: the plan is invalid, or lacks a stack named.
+        drp.errors.DrpKeyError: a key or passphrase the plan names is unusable.
+        drp.errors.JournalError: events could not be recorded; the run stopped, keeping its
+            lock (``run_id``), and can be resumed.
+        drp.errors.StoreError, drp.errors.DrpIOError: the store or the local journal failed.
+        drp.errors.InvalidArgument: a bad time or run id.
+    """
+
+def recover_break_lock(plan: _Path) -> Optional[_Json]:
+    """Breaks the plan's recovery lock, like ``drp recover --break-lock`` - only once you know
+    the run holding it is dead. Returns who held it (``run_id``, ``holder``, ``pid``,
+    ``acquired_at``), or None if the plan was not locked. Recovers nothing."""
+
+def drill_preview(plan: _Path, scenario: str) -> _Json:
+    """What :func:`drill_run` would do, injecting nothing and touching no host (for check
+    modes): ``plan``, ``scenario``, ``description``, ``mode`` (``automatic``: drp recovers;
+    ``surprise``: the team does), ``fault`` (in words) and ``fault_spec``, ``targets`` (the
+    rule), ``blast_radius``, ``candidates`` (the hosts it may hit: ``host``, ``address``,
+    ``datacenter``), ``hosts_hit`` (how many of them a drill draws), ``stacks`` (those that
+    count: the scenario's, else those running on a candidate), ``target_datacenter``,
+    ``duration_ms`` (the dead-man timer), ``detect_within_ms``, ``recover_within_ms``,
+    ``steady_state``, ``steady_state_within_ms``, ``abort_probes``, ``notify_customers``,
+    ``test_route``, ``alert_receiver``.
+
+    Raises:
+        drp.errors.PlanError: the plan is invalid, lacks the scenario, or the scenario hits
+            no stack (the message is ``drp drill run``'s).
+    """
+
+def drill_run(plan: _Path, scenario: str, *, report: Optional[_Path] = None) -> _Json:
+    """Runs a drill of ``scenario`` against the real infrastructure, like ``drp drill run
+    --yes``: checks the steady state (the stacks' and the abort probes), injects the fault on
+    the targets (each armed first with a dead-man timer that reverts it even if drp dies),
+    measures detection (drp's probes, and alerts posted to the scenario's
+    ``alert_receiver``), recovers (``automatic``: an ordinary journaled run named
+    ``DRILL_ID-recovery``) or watches the team do it (``surprise``), reverts, records the
+    drill in the store and writes its HTML report to ``report`` (default
+    ``PLAN_DIR/.drp/drills/DRILL_ID.html``).
+
+    Returns the drill's record as the store keeps it (``drill``, ``plan``, ``scenario``,
+    ``mode``, ``state``, ``fault``, ``targets``, ``stacks``, ``steady_state``, ``marks``
+    T0..T4, ``alerts``, ``recovery_runs``, ``stack_results`` with ``healthy_on``,
+    ``rto_ms``, ``rpo_ms``, ``notifications``, ``timeline``, ``deviations``,
+    ``abort_reason``, ``checks``, ...) plus ``time_to_detect_ms``, ``downtime_ms``,
+    ``time_to_start_recovery_ms``, ``fault_duration_ms``, ``verdict`` (``PASS``, ``FAIL``,
+    ``ABORTED``), ``passed`` and ``report`` (the HTML file). A drill that ran and failed
+    its expectations is a result (``passed`` false), not an exception.
+
+    Ctrl-C (``KeyboardInterrupt``) aborts the drill as in ``drp drill run``: the fault is
+    reverted and the drill recorded as aborted (report written) before the interrupt is
+    raised, with ``e.drill`` naming it.
+
+    Raises:
+        drp.errors.DrillError: it could not start: the steady state did not hold
+            (``stage="steady_state"``) or the fault could not be injected everywhere
+            (``stage="inject"``; where it was, it was reverted); ``problems`` says what,
+            ``drill`` names its record (state ``not_started``).
+        drp.errors.LockedError: another drill is running on the store (``drill``,
+            ``scenario``, ``holder``, ``since``).
+        drp.errors.PlanError: the plan is invalid, lacks the scenario, or it hits no stack.
+        drp.errors.StoreError, drp.errors.DrpIOError: the store or the report file failed.
+    """
+
+def drill_revert(plan: _Path, drill_id: str) -> _Json:
+    """Reverts drill ``drill_id``'s fault by hand on every host it hit, like ``drp drill
+    revert`` (e.g. after its process was killed; the dead-man timers revert anyway when
+    they fire), records it (a drill left running becomes ``aborted``) and frees the store
+    for the next drill. Safe to repeat. Returns the record as :func:`drill_run` does
+    (without ``report``).
+
+    Raises:
+        drp.errors.RunNotFound: the store has no such drill.
+        drp.errors.DrillError: reverting failed on some hosts (``stage="revert"``,
+            ``problems`` per host).
+        drp.errors.InvalidArgument: not a drill id.
+    """
+
+def drill_history(plan: _Path) -> List[_Json]:
+    """Every drill of the plan in its store, oldest first, like ``drp drill history``: each
+    record as :func:`drill_run` returns it (without ``report``). Unreadable records are
+    skipped with a ``RuntimeWarning`` each."""
+
+def report(
+    plan: _Path,
+    run_id: str,
+    *,
+    format: str = "md",
+    out: Optional[_Path] = None,
+    incident_start: Optional[_Time] = None,
+) -> str:
+    """The report of a recovery run or a drill (``run_id``: its id; ``"latest"``: the newest
+    recovery run), like ``drp report``: ``format`` ``"md"`` (Markdown), ``"html"`` (one
+    self-contained file with a Gantt chart of the steps; for a drill, the trend of its
+    scenario's drills too) or ``"json"`` (``json.loads`` gives the report as data). With
+    ``out``, also written to that file (whole or not at all). ``incident_start`` moves the
+    start RTO and RPO count from (recovery runs only). Returns the text.
+
+    Raises:
+        drp.errors.RunNotFound: the store has no such run or drill.
+        drp.errors.JournalError: the run's journal does not parse.
+        drp.errors.InvalidArgument: an unknown format or a bad time.
     """

@@ -25,6 +25,10 @@ __all__ = [
     "ProbeSpecError",
     "TransportError",
     "LockedError",
+    "RunNotFound",
+    "ResumeError",
+    "JournalError",
+    "DrillError",
 ]
 
 
@@ -128,10 +132,80 @@ class ProbeSpecError(DrpError, ValueError):
 
 
 class TransportError(DrpError):
-    """A remote host could not be reached or used over SSH. Raised by operations on remote
-    hosts, which this version of the package does not expose yet (``drp backup --host``)."""
+    """A remote host could not be reached or used over SSH, as a whole error.
+
+    Not raised by this version: the calls that reach hosts report transport failures
+    differently. A recovery makes them its stacks' outcomes (``recover(...)["stacks"]``:
+    ``status`` ``failed`` with the step and the error), a drill whose fault could not be
+    injected raises :class:`DrillError` (``stage`` ``inject``), a backup of a source on an
+    unreachable host raises :class:`SourceError`, and an unreachable host makes a probe
+    unhealthy (a result). Catch it anyway where you handle remote failures: drp-core does not
+    keep the transport failure apart from the others in those paths yet."""
 
 
 class LockedError(DrpError):
-    """Another operator holds the lock of a recovery run. Raised by recoveries, which this
-    version of the package does not expose yet (``drp recover``)."""
+    """Someone else holds what the call needs, and it did nothing.
+
+    - A recovery (``recover``): the plan's lock (``.drp/lock`` in the store) is held by
+      another run (or is unreadable). Attributes ``run_id``, ``holder`` (``user@host``),
+      ``pid`` and ``since``. If that run is dead, resume it (``recover(plan,
+      resume=run_id)``) or break the lock with :func:`drp.recover_break_lock`.
+    - A drill (``drill_run``): another drill is running on the store
+      (``.drp/drill-lock.json``). Attributes ``drill``, ``scenario``, ``holder`` and
+      ``since``; ``drill_revert(plan, drill)`` ends it if its process died.
+    """
+
+    run_id: Optional[str] = None
+    holder: Optional[str] = None
+    pid: Optional[int] = None
+    since: Optional[str] = None
+    drill: Optional[str] = None
+    scenario: Optional[str] = None
+
+
+class RunNotFound(DrpError, LookupError):
+    """The store has no recovery run or drill with the id given (to resume, to report, to
+    revert). Attribute ``run_id``: the id asked for."""
+
+    run_id: Optional[str] = None
+
+
+class ResumeError(DrpError):
+    """A run cannot be resumed: the plan changed since it started (attributes ``run_id``,
+    ``plan_digest_then``, ``plan_digest_now``: resume it with the plan it started with), or
+    its journal is empty, mixes runs or is of another run. Nothing was run."""
+
+    run_id: Optional[str] = None
+
+
+class JournalError(DrpError):
+    """A run's journal failed: its events could not be recorded, so the run stopped where it
+    was, keeping the plan's lock (attributes ``run_id`` and ``stacks``, the outcomes so far;
+    resume it once the store works), or an event in the store does not parse."""
+
+    run_id: Optional[str] = None
+    stacks: Optional[Dict[str, Any]] = None
+
+
+class DrillError(DrpError):
+    """A drill could not start, or reverting one by hand failed.
+
+    Attributes:
+        stage: ``steady_state`` (a probe of the stacks or an abort probe did not pass:
+            nothing was injected), ``inject`` (the fault could not be injected on every
+            target; where it was, it was reverted), ``alert_receiver`` (it cannot listen)
+            or ``revert`` (``drill_revert`` failed on some hosts).
+        problems: what failed, one line each (per probe, per host).
+        drill: the drill's id when it got one (its record, state ``not_started``, is in the
+            store and in :func:`drp.drill_history`).
+
+    A drill that ran and failed its expectations is a result (``passed`` false), not this.
+    """
+
+    stage: Optional[str] = None
+    problems: List[str]
+    drill: Optional[str] = None
+
+    def __init__(self, message: str, **details: Any) -> None:
+        details.setdefault("problems", [])
+        super().__init__(message, **details)

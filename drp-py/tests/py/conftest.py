@@ -6,14 +6,21 @@ installs it into a fresh virtual environment and sets:
 - DRP_BIN: the `drp` command, to compare the package's messages with the CLI's;
 - DRP_ANSIBLE_PLAYBOOK, DRP_ANSIBLE_DOC: ansible-core's commands;
 - DRP_COLLECTIONS: the directory holding `ansible_collections/drp/ops`.
+
+Recoveries and drills run on the workspace of the real `drp demo` (the `demo` fixture).
 """
 
 from __future__ import annotations
 
 import http.server
 import os
+import re
 import shutil
+import signal
+import socket
+import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -99,3 +106,148 @@ def drp_bin() -> str:
     path = required_env("DRP_BIN")
     assert shutil.which(path), f"DRP_BIN={path} is not executable"
     return path
+
+
+class Demo:
+    """A workspace made by the real `drp demo` (keys, a plan with local-transport hosts on
+    127.0.0.2-4, a file:// store holding backups and the demo's own drill). `ready()` makes it
+    fit for another drill or recovery, as an operator would after the demo: the spares freed
+    (their leases removed, their services stopped, their files gone) and the primary's
+    services started again. Every service is stopped at the end of the test."""
+
+    def __init__(self, root: Path, drp_bin: str) -> None:
+        self.dir = root
+        self.plan = root / "drp.toml"
+        self.drp_bin = drp_bin
+        self.children: list[subprocess.Popen] = []
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """The drp command, in the workspace."""
+        return subprocess.run([self.drp_bin, *args], cwd=self.dir, capture_output=True,
+                              text=True, timeout=300)
+
+    def cli_error(self, *args: str) -> str:
+        """The message of a drp command that fails (after `drp: error: `)."""
+        run = self.cli(*args)
+        assert run.returncode != 0, run.stdout
+        line = run.stderr.strip()
+        assert line.startswith("drp: error: "), run.stderr
+        return line[len("drp: error: "):]
+
+    def port(self, stack: str) -> int:
+        """The port of `stack`'s service, from its probe in the plan."""
+        text = self.plan.read_text()
+        section = text.split(f"[stacks.{stack}.probes.http]", 1)[1]
+        return int(re.search(r'url = "http://\{host\}:(\d+)/', section).group(1))
+
+    def add_scenario(self, toml: str) -> None:
+        self.plan.write_text(self.plan.read_text() + toml)
+
+    def pids(self) -> list[int]:
+        pids = []
+        for pid_file in self.dir.glob("hosts/*/run/*.pid"):
+            text = pid_file.read_text().strip()
+            if text.isdigit():
+                pids.append(int(text))
+        return pids
+
+    def free_spares(self) -> None:
+        """The spares free again: no lease, no service, no files."""
+        for lease in (self.dir / "store" / ".drp" / "leases").glob("*.json"):
+            lease.unlink()
+        for spare in ("spare-1", "spare-2"):
+            for pid_file in (self.dir / "hosts" / spare / "run").glob("*.pid"):
+                kill(int(pid_file.read_text().strip()))
+                pid_file.unlink()
+            shutil.rmtree(self.dir / "hosts" / spare / "srv", ignore_errors=True)
+
+    def start_primary(self) -> None:
+        """The primary's services, as the demo started them, answering."""
+        host = self.dir / "hosts" / "primary-1"
+        for stack in ("acme", "globex"):
+            child = subprocess.Popen(
+                [self.drp_bin, "demo", "serve", "--root", f"srv/{stack}/www",
+                 "--address-file", "address", "--port", str(self.port(stack))],
+                cwd=host, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
+            (host / "run" / f"{stack}.pid").write_text(f"{child.pid}\n")
+            self.children.append(child)
+        for stack in ("acme", "globex"):
+            wait_until(lambda: answers("127.0.0.2", self.port(stack)), f"{stack} to start")
+
+    def ready(self) -> "Demo":
+        self.free_spares()
+        self.start_primary()
+        return self
+
+    def stop(self) -> None:
+        for child in self.children:
+            child.kill()
+            child.wait()
+        for pid in self.pids():
+            kill(pid)
+
+
+def kill(pid: int) -> None:
+    """Kills a process, frozen (SIGSTOP) or not."""
+    for sig in (signal.SIGCONT, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+
+
+def answers(address: str, port: int) -> bool:
+    """Whether an HTTP GET of / answers 200 within a second."""
+    try:
+        with socket.create_connection((address, port), timeout=1) as conn:
+            conn.settimeout(1)
+            conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            return conn.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def wait_until(condition, what: str, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def demo(tmp_path: Path, drp_bin: str) -> Iterator[Demo]:
+    """A fresh `drp demo` workspace, as the demo leaves it: its services stopped, its spares
+    leased to its drill's recovery (call `ready()` for another drill or recovery)."""
+    root = tmp_path / "ws"
+    made = subprocess.run([drp_bin, "demo", "--dir", str(root)], capture_output=True,
+                          text=True, timeout=300)
+    assert made.returncode == 0, made.stdout + made.stderr
+    workspace = Demo(root, drp_bin)
+    try:
+        yield workspace
+    finally:
+        workspace.stop()
+
+
+class Ticker(threading.Thread):
+    """Counts while a call runs: with the GIL held by the call, it could not."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.ticks = 0
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            self.ticks += 1
+            time.sleep(0.005)
+
+    def __enter__(self) -> "Ticker":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:  # type: ignore[no-untyped-def]
+        self.running = False
+        self.join()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import drp
 from conftest import required_env, same_tree
 
 PLAYBOOK = Path(__file__).resolve().parents[2] / "examples" / "playbook.yml"
-MODULES = ["drp_backup", "drp_verify", "drp_restore", "drp_probe"]
+MODULES = ["drp_backup", "drp_verify", "drp_restore", "drp_probe", "drp_recover", "drp_drill"]
 
 
 def ansible(tool: str, *args: str, python: str = sys.executable) -> subprocess.CompletedProcess:
@@ -49,6 +50,18 @@ def test_ansible_doc_renders_every_module(module):
     assert f"drp.ops.{module}" in shown.stdout
     assert "EXAMPLES:" in shown.stdout and "RETURN VALUES:" in shown.stdout
     assert "ERROR" not in shown.stderr
+    assert "WARNING" not in shown.stderr, shown.stderr
+
+
+def test_ansible_doc_renders_the_shared_options():
+    """drp_verify and drp_restore take their store and key options from one fragment."""
+    for module in ("drp_verify", "drp_restore"):
+        shown = ansible("DRP_ANSIBLE_DOC", "--json", f"drp.ops.{module}")
+        assert shown.returncode == 0, shown.stderr
+        options = json.loads(shown.stdout)[f"drp.ops.{module}"]["doc"]["options"]
+        for name in ("store", "plan", "stack", "key", "passphrase_env", "passphrase_file",
+                     "trust", "snapshot"):
+            assert name in options, (module, name)
 
 
 def test_the_example_playbook_backs_up_verifies_and_restores(keys, site, tmp_path):
@@ -94,3 +107,141 @@ def test_a_missing_drp_package_is_reported(keys, site, tmp_path):
     assert run.returncode != 0
     assert "Failed to import the required Python library (drp)" in run.stdout
     assert not (tmp_path / "store").exists()
+
+
+def run_play(tmp_path: Path, tasks: str, **variables: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """Runs a play of `tasks` on localhost; every task that registers `NAME` leaves its
+    result in the returned dict (written by the play itself to `results/NAME.json`)."""
+    results = tmp_path / "results"
+    results.mkdir()
+    names = [line.split(":", 1)[1].strip() for line in tasks.splitlines()
+             if line.strip().startswith("register:")]
+    saves = "".join(
+        f"""
+    - name: Keep {name}
+      ansible.builtin.copy:
+        content: "{{{{ {name} | to_json }}}}"
+        dest: "{results}/{name}.json"
+""" for name in names)
+    play = tmp_path / "play.yml"
+    play.write_text(f"""- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+{tasks}{saves}""")
+    args = [arg for k, v in variables.items() for arg in ("-e", f"{k}={v}")]
+    run = ansible("DRP_ANSIBLE_PLAYBOOK", str(play), *args)
+    found = {p.stem: json.loads(p.read_text()) for p in results.glob("*.json")}
+    return run, found
+
+
+def test_drp_drill_runs_a_drill_and_check_mode_injects_nothing(demo, tmp_path):
+    demo.ready()
+    drills = demo.dir / "store" / ".drp" / "drills"
+    before = len(list(drills.iterdir()))
+    report = tmp_path / "drill.html"
+    run, results = run_play(tmp_path, """
+    - name: What the drill would hit
+      drp.ops.drp_drill:
+        plan: "{{ plan }}"
+        scenario: primary-outage
+      check_mode: true
+      register: preview
+
+    - name: The drill
+      drp.ops.drp_drill:
+        plan: "{{ plan }}"
+        scenario: primary-outage
+        report: "{{ report }}"
+      register: drill
+""", plan=str(demo.plan), report=str(report))
+    assert run.returncode == 0, run.stdout + run.stderr
+    preview, drill = results["preview"], results["drill"]
+    assert before == 1
+    assert preview["changed"] is True
+    assert preview["scenario"] == "primary-outage" and preview["mode"] == "automatic"
+    assert preview["fault"].startswith("command `kill -STOP")
+    assert [t["host"] for t in preview["targets"]] == ["primary-1"]
+    assert preview["stacks"] == ["acme", "globex"]
+    assert preview["msg"].startswith("would inject command `kill -STOP")
+    assert "drill" not in preview
+
+    assert drill["changed"] is True and drill["verdict"] == "PASS" and drill["passed"] is True
+    assert drill["time_to_detect_ms"] > 0 and drill["downtime_ms"] >= drill["time_to_detect_ms"]
+    assert drill["report"] == str(report) and "<svg" in report.read_text()
+    assert drill["msg"].startswith(f"drill {drill['drill']} of scenario primary-outage: PASS")
+    assert len(drill["stack_results"]) == 2
+    # The demo's drill, and the task's: check mode ran none.
+    assert len(list(drills.iterdir())) == before + 1
+    assert [d["drill"] for d in drp.drill_history(demo.plan)][-1] == drill["drill"]
+
+
+def test_drp_recover_check_mode_and_for_real(demo, tmp_path):
+    demo.ready()
+    runs = demo.dir / "store" / ".drp" / "runs"
+    report = tmp_path / "recovery.md"
+    run, results = run_play(tmp_path, """
+    - name: What a recovery would do
+      drp.ops.drp_recover:
+        plan: "{{ plan }}"
+      check_mode: true
+      register: preview
+
+    - name: Recover
+      drp.ops.drp_recover:
+        plan: "{{ plan }}"
+        approve: true
+        report: "{{ report }}"
+        report_format: md
+      register: recovery
+""", plan=str(demo.plan), runs=str(runs), report=str(report))
+    assert run.returncode == 0, run.stdout + run.stderr
+    preview, recovery = results["preview"], results["recovery"]
+    assert preview["changed"] is True
+    assert preview["waves"] == [["acme", "globex"]]
+    assert preview["msg"] == ("would recover 2 stack(s) into datacenter spare, in 1 wave(s): "
+                              "acme, globex")
+    assert all(s["snapshot"]["id"] for s in preview["stacks"])
+    assert "run_id" not in preview
+
+    assert recovery["changed"] is True and recovery["all_recovered"] is True
+    assert [s["outcome"] for s in recovery["stacks"]] == ["recovered", "recovered"]
+    assert sorted(s["host"] for s in recovery["stacks"]) == ["spare-1", "spare-2"]
+    assert all(s["rto_verdict"] == "PASS" for s in recovery["stacks"])
+    assert recovery["rto_ms"] > 0
+    assert recovery["msg"].startswith(f"run {recovery['run_id']}: 2 of 2 stack(s) recovered")
+    assert report.read_text().startswith(f"# Recovery report: run {recovery['run_id']}")
+    # The demo's drill made one run; check mode none; the task one.
+    assert len(list(runs.iterdir())) == 2
+
+
+def test_drp_recover_and_drp_drill_fail_with_drps_message(demo, tmp_path):
+    lock = {"run_id": "20261129T101500Z-0badc0de", "holder": "ops@elsewhere", "pid": 7,
+            "acquired_at": "2026-11-29T10:15:00Z"}
+    (demo.dir / "store" / ".drp" / "lock").write_text(json.dumps(lock))
+    (demo.dir / "store" / ".drp" / "drill-lock.json").write_text(
+        json.dumps(dict(lock, scenario="primary-outage")))
+    run, results = run_play(tmp_path, """
+    - name: Recover
+      drp.ops.drp_recover:
+        plan: "{{ plan }}"
+      register: recovery
+      ignore_errors: true
+
+    - name: Drill
+      drp.ops.drp_drill:
+        plan: "{{ plan }}"
+        scenario: primary-outage
+      register: drill
+      ignore_errors: true
+""", plan=str(demo.plan))
+    assert run.returncode == 0, run.stdout + run.stderr
+    recovery, drill = results["recovery"], results["drill"]
+    with pytest.raises(drp.errors.LockedError) as caught:
+        drp.recover(demo.plan)
+    assert recovery["failed"] is True and recovery["msg"] == str(caught.value)
+    assert recovery["error_class"] == "LockedError" and recovery["run_id"] == lock["run_id"]
+    with pytest.raises(drp.errors.LockedError) as caught:
+        drp.drill_run(demo.plan, "primary-outage")
+    assert drill["failed"] is True and drill["msg"] == str(caught.value)
+    assert drill["error_class"] == "LockedError" and drill["drill"] == lock["run_id"]

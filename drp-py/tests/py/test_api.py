@@ -71,8 +71,38 @@ def test_the_python_example_runs(tmp_path):
     assert (tmp_path / "restored" / "www" / "index.html").read_text() == "<h1>acme</h1>\n"
 
 
+def test_the_drill_and_recover_examples_run(demo, tmp_path):
+    import subprocess
+    import sys
+
+    def example(*args: str) -> list[str]:
+        run = subprocess.run([sys.executable, *map(str, args)], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stdout + run.stderr
+        return run.stdout.splitlines()
+
+    demo.ready()
+    lines = example(EXAMPLES / "drill.py", demo.plan, "primary-outage")
+    assert lines[0].startswith("command `kill -STOP $(cat run/*.pid)`")
+    assert lines[0].endswith("on 1 of primary-1; automatic recovery")
+    assert lines[1].startswith("drill ") and ": PASS, time to detect " in lines[1]
+    assert lines[-1].endswith(" PASS     " + lines[1].split("downtime ")[1]), lines
+    assert len([line for line in lines if line.startswith("  ") and " PASS " in line]) == 2
+
+    # The drill left the stacks on the spares: free them, as an operator would, and recover.
+    demo.free_spares()
+    lines = example(EXAMPLES / "recover.py", demo.plan)
+    assert [line.split(" from ")[0] for line in lines[:2]] == ["wave 1: acme", "wave 1: globex"]
+    assert lines[2].startswith("acme: recovered, RTO ") and "(PASS)" in lines[2]
+    assert lines[3].startswith("globex: recovered, RTO ")
+    run = lines[4].split()[1].rstrip(":")
+    assert lines[4] == f"run {run}: PASS, report {run}.html"
+    assert "<svg" in (tmp_path / f"{run}.html").read_text()
+
+
 def test_the_readme_shows_the_examples_the_tests_run():
     readme = README.read_text()
-    for name, fence in (("backup.py", "python"), ("playbook.yml", "yaml")):
+    for name, fence in (("backup.py", "python"), ("playbook.yml", "yaml"),
+                        ("recover.py", "python"), ("drill.py", "python")):
         text = (EXAMPLES / name).read_text()
         assert f"```{fence}\n{text}```\n" in readme, f"README.md lacks drp-py/examples/{name}"

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Apache-2.0 (see the drp repository)
-"""What every drp.ops module shares: importing the drp package, and failing with drp's
-message and error class."""
+"""What every drp.ops module shares: importing the drp package, failing with drp's message
+and error class, and the options of the modules that read snapshots."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -28,6 +28,46 @@ PASSPHRASE_OPTIONS = dict(
     passphrase_file=dict(type="path", no_log=True),
 )
 
+# Attributes of drp's exceptions worth returning with a failure (who holds a lock, which run
+# or drill, what failed).
+ERROR_DETAILS = ("run_id", "drill", "scenario", "holder", "pid", "since", "stage", "problems")
+
+
+def snapshot_options(**more):
+    """The argument_spec of a module that reads a stack's snapshots (documented by the
+    drp.ops.snapshots fragment), plus `more`."""
+    spec = dict(
+        store=dict(type="str"),
+        plan=dict(type="path"),
+        stack=dict(type="str", required=True),
+        key=dict(type="path", no_log=False),
+        trust=dict(type="list", elements="path", default=[]),
+    )
+    spec.update(PASSPHRASE_OPTIONS)
+    spec.update(more)
+    return spec
+
+
+def snapshot_constraints(mutually_exclusive=(), required_one_of=()):
+    """The AnsibleModule keyword arguments that go with snapshot_options()."""
+    return dict(
+        mutually_exclusive=[("passphrase_env", "passphrase_file"), ("store", "plan")]
+        + list(mutually_exclusive),
+        required_one_of=[("store", "plan")] + list(required_one_of),
+        required_by=dict(store=("key",)),
+    )
+
+
+def snapshot_keys(params):
+    """The keyword arguments of drp.backup_verify/backup_restore that snapshot_options()
+    gives."""
+    return dict(
+        plan=params["plan"],
+        passphrase_env=params["passphrase_env"],
+        passphrase_file=params["passphrase_file"],
+        trust=params["trust"],
+    )
+
 
 def require_drp(module):
     """Fails the task if the drp package is not importable by the module's Python."""
@@ -37,11 +77,17 @@ def require_drp(module):
 
 
 def fail(module, error, **extra):
-    """Fails the task with a drp error: its message (the drp command's), class and exit
-    status."""
+    """Fails the task with a drp error: its message (the drp command's), class, exit status
+    and the details it carries (ERROR_DETAILS)."""
+    details = dict(
+        (name, getattr(error, name))
+        for name in ERROR_DETAILS
+        if getattr(error, name, None) is not None and name not in extra
+    )
+    details.update(extra)
     module.fail_json(
         msg=str(error),
         error_class=type(error).__name__,
         exit_status=getattr(error, "exit_status", 1),
-        **extra
+        **details
     )

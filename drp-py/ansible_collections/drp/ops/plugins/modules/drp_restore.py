@@ -25,23 +25,9 @@ author:
   - drp maintainers
 requirements:
   - drp (the Python package built from drp-py)
+extends_documentation_fragment:
+  - drp.ops.snapshots
 options:
-  store:
-    description: The store URL (C(file:///path), C(s3://bucket/prefix)). One of O(store) and O(plan) is required.
-    type: str
-  plan:
-    description:
-      - A drp recovery plan; its stack O(stack) then gives the store, the certificates, the keys,
-        the passphrase references and the trusted signers (and, for backups, the sources and
-        their host). The options it gives cannot be set too.
-    type: path
-  stack:
-    description: The stack's name.
-    type: str
-    required: true
-  key:
-    description: The customer's secret key file (C(NAME.sec.asc)). Required with O(store).
-    type: path
   dest:
     description: Directory to restore into (created if missing). One of O(dest) and O(pipe_to) is required.
     type: path
@@ -56,17 +42,6 @@ options:
     description: The sources to restore (default all).
     type: list
     elements: str
-    default: []
-  passphrase_env:
-    description: Environment variable (of the module's process) holding the key's passphrase.
-    type: str
-  passphrase_file:
-    description: File holding the key's passphrase.
-    type: path
-  trust:
-    description: Signer certificates; a manifest not signed by one of them is refused.
-    type: list
-    elements: path
     default: []
 attributes:
   check_mode:
@@ -122,7 +97,13 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.drp.ops.plugins.module_utils.drp_common import fail, require_drp
+from ansible_collections.drp.ops.plugins.module_utils.drp_common import (
+    fail,
+    require_drp,
+    snapshot_constraints,
+    snapshot_keys,
+    snapshot_options,
+)
 
 
 def pick(snapshots, wanted):
@@ -166,27 +147,16 @@ def preview(module, drp, p):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            store=dict(type="str"),
-            plan=dict(type="path"),
-            stack=dict(type="str", required=True),
-            key=dict(type="path", no_log=False),
+        argument_spec=snapshot_options(
             dest=dict(type="path"),
             pipe_to=dict(type="str"),
             snapshot=dict(type="str", default="latest"),
             sources=dict(type="list", elements="str", default=[]),
-            passphrase_env=dict(type="str", no_log=True),
-            passphrase_file=dict(type="path", no_log=True),
-            trust=dict(type="list", elements="path", default=[]),
         ),
-        mutually_exclusive=[
-            ("dest", "pipe_to"),
-            ("passphrase_env", "passphrase_file"),
-            ("store", "plan"),
-        ],
-        required_one_of=[("dest", "pipe_to"), ("store", "plan")],
-        required_by=dict(store=("key",)),
         supports_check_mode=True,
+        **snapshot_constraints(
+            mutually_exclusive=[("dest", "pipe_to")], required_one_of=[("dest", "pipe_to")]
+        )
     )
     drp = require_drp(module)
     p = module.params
@@ -197,14 +167,11 @@ def main():
             p["store"],
             p["stack"],
             p["key"],
-            plan=p["plan"],
             to=p["dest"],
             pipe_to=p["pipe_to"],
             snapshot=p["snapshot"],
             sources=p["sources"],
-            passphrase_env=p["passphrase_env"],
-            passphrase_file=p["passphrase_file"],
-            trust=p["trust"],
+            **snapshot_keys(p)
         )
     except drp.DrpError as e:
         fail(module, e)

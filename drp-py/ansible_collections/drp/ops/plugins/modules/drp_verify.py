@@ -21,38 +21,13 @@ author:
   - drp maintainers
 requirements:
   - drp (the Python package built from drp-py)
+extends_documentation_fragment:
+  - drp.ops.snapshots
 options:
-  store:
-    description: The store URL (C(file:///path), C(s3://bucket/prefix)). One of O(store) and O(plan) is required.
-    type: str
-  plan:
-    description:
-      - A drp recovery plan; its stack O(stack) then gives the store, the certificates, the keys,
-        the passphrase references and the trusted signers (and, for backups, the sources and
-        their host). The options it gives cannot be set too.
-    type: path
-  stack:
-    description: The stack's name.
-    type: str
-    required: true
-  key:
-    description: The customer's secret key file (C(NAME.sec.asc)). Required with O(store).
-    type: path
   snapshot:
     description: A snapshot id, a unique prefix of one, C(latest) or C(all).
     type: str
     default: latest
-  passphrase_env:
-    description: Environment variable (of the module's process) holding the key's passphrase.
-    type: str
-  passphrase_file:
-    description: File holding the key's passphrase.
-    type: path
-  trust:
-    description: Signer certificates; a manifest not signed by one of them is refused.
-    type: list
-    elements: path
-    default: []
 attributes:
   check_mode:
     support: full
@@ -83,38 +58,26 @@ error_class:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.drp.ops.plugins.module_utils.drp_common import fail, require_drp
+from ansible_collections.drp.ops.plugins.module_utils.drp_common import (
+    fail,
+    require_drp,
+    snapshot_constraints,
+    snapshot_keys,
+    snapshot_options,
+)
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            store=dict(type="str"),
-            plan=dict(type="path"),
-            stack=dict(type="str", required=True),
-            key=dict(type="path", no_log=False),
-            snapshot=dict(type="str", default="latest"),
-            passphrase_env=dict(type="str", no_log=True),
-            passphrase_file=dict(type="path", no_log=True),
-            trust=dict(type="list", elements="path", default=[]),
-        ),
-        mutually_exclusive=[("passphrase_env", "passphrase_file"), ("store", "plan")],
-        required_one_of=[("store", "plan")],
-        required_by=dict(store=("key",)),
+        argument_spec=snapshot_options(snapshot=dict(type="str", default="latest")),
         supports_check_mode=True,
+        **snapshot_constraints()
     )
     drp = require_drp(module)
     p = module.params
     try:
         results = drp.backup_verify(
-            p["store"],
-            p["stack"],
-            p["key"],
-            plan=p["plan"],
-            snapshot=p["snapshot"],
-            passphrase_env=p["passphrase_env"],
-            passphrase_file=p["passphrase_file"],
-            trust=p["trust"],
+            p["store"], p["stack"], p["key"], snapshot=p["snapshot"], **snapshot_keys(p)
         )
     except drp.DrpError as e:
         fail(module, e, snapshots=getattr(e, "results", None) or [])
