@@ -11,9 +11,12 @@
 //! namespaces. Every namespace, veth, process and temporary file a test makes is removed
 //! by Drop guards, also when it fails; at the end of each test body it checks so.
 //!
-//! Hosts share this machine's filesystem. Each host gets a directory of its own
-//! (`hosts/NAME`), and its sshd gives sessions `TMPDIR=hosts/NAME/tmp`, as a real host has
-//! its own `/tmp`: that is where the fault's dead-man keeps its pid and status files.
+//! Hosts share this machine's filesystem, as several hosts on one machine (containers,
+//! `transport = "local"` hosts) do: each has a directory of its own (`hosts/NAME`), and
+//! they share one temporary directory, the world's `tmp/` (their sshd gives sessions
+//! `TMPDIR` there, so nothing lands in the machine's `/tmp`), where every host's dead-man
+//! keeps its pid and status files. That two primaries sharing it can both be blackholed in
+//! one drill is part of what the first test checks.
 
 #[path = "../../drp-provision/tests/support/sshd.rs"]
 mod sshd;
@@ -78,14 +81,14 @@ struct Host {
 impl Host {
     fn new(root: &Path, name: &str, datacenter: &'static str, spare: bool) -> Host {
         let dir = root.join("hosts").join(name);
-        fs::create_dir_all(dir.join("tmp")).unwrap();
+        fs::create_dir_all(&dir).unwrap();
         // Fails loudly (panics) when namespaces cannot be made: no silent skip.
         let ns = NetNs::new();
         let sshd = Sshd::start_on(
             ns.addr(),
             SSH_PORT,
             &["ip", "netns", "exec", ns.name()],
-            &format!("SetEnv TMPDIR={}", dir.join("tmp").display()),
+            &format!("SetEnv TMPDIR={}", root.join("tmp").display()),
         );
         Host {
             name: name.to_string(),
@@ -124,16 +127,6 @@ impl Host {
                 .map(str::to_string),
         );
         traces
-    }
-
-    /// Files the fault left in the host's temporary directory (dead-man pid and status).
-    fn dead_man_files(&self) -> Vec<String> {
-        fs::read_dir(self.dir.join("tmp"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("drp-fault-"))
-            .collect()
     }
 
     /// Live dead-man processes in the namespace.
@@ -202,6 +195,7 @@ impl World {
             dir,
         };
         fs::create_dir_all(world.path("logs")).unwrap();
+        fs::create_dir_all(world.path("tmp")).unwrap();
         // Pushed one by one: if one fails, those made so far are cleaned up by Drop.
         for (name, datacenter, spare) in hosts {
             let host = Host::new(world.dir.path(), name, datacenter, *spare);
@@ -222,6 +216,18 @@ impl World {
             .iter()
             .find(|h| h.name == name)
             .unwrap_or_else(|| panic!("no host {name}"))
+    }
+
+    /// Files faults left in the hosts' temporary directory (dead-man pid and status).
+    fn dead_man_files(&self) -> Vec<String> {
+        let mut files: Vec<String> = fs::read_dir(self.path("tmp"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("drp-fault-"))
+            .collect();
+        files.sort();
+        files
     }
 
     fn store_url(&self) -> String {
@@ -729,6 +735,13 @@ steady_state_within = "20s"
         assert!(target["injected_at"].is_string(), "{target}");
         assert!(target["reverted_at"].is_string(), "{target}");
         assert_eq!(target["reverted_by"], "drp", "{target}");
+        // Per host: the primaries share a temporary directory, their dead-men must not
+        // be taken for each other.
+        assert_eq!(
+            target["fault_id"],
+            format!("{id}.{}", target["host"].as_str().unwrap()),
+            "{target}"
+        );
     }
 
     // Detected by drp's probes, within the expectation.
@@ -810,8 +823,9 @@ steady_state_within = "20s"
     spares_used.sort();
     assert_eq!(spares_used, ["spare-1", "spare-2"]);
 
-    // The fault is gone from the primaries: no drp table or chain, no dead-man left, and
-    // their services answer again from here.
+    // The fault is gone from the primaries: no drp table or chain, no dead-man process or
+    // file left, and their services answer again from here.
+    assert_eq!(world.dead_man_files(), Vec::<String>::new());
     for stack in stacks {
         let host = world.host(stack.host);
         assert_eq!(
@@ -820,7 +834,6 @@ steady_state_within = "20s"
             "{}",
             host.name
         );
-        assert_eq!(host.dead_man_files(), Vec::<String>::new(), "{}", host.name);
         assert_eq!(host.dead_men(), Vec::<i32>::new(), "{}", host.name);
         let (status, body) = http_get(host.addr(), stack.port, "/", Duration::from_secs(5))
             .unwrap_or_else(|| panic!("{} on {} does not answer", stack.name, host.name));
@@ -941,6 +954,12 @@ steady_state_within = "20s"
         !primary.dead_men().is_empty(),
         "the dead-man is pending in the primary's namespace"
     );
+    let pid_file = format!("drp-fault-{id}.primary-1.pid");
+    assert!(
+        world.dead_man_files().contains(&pid_file),
+        "no {pid_file}: {:?}",
+        world.dead_man_files()
+    );
 
     // The dead-man reverts it by itself, within the duration (counted from the rules).
     assert!(
@@ -957,19 +976,20 @@ steady_state_within = "20s"
     );
     // It cleaned up after itself: no table, no timer process, no pid file (the status
     // file stays until a revert, which removes it).
-    let pid_files = |host: &Host| -> Vec<String> {
-        host.dead_man_files()
+    let pid_files = || -> Vec<String> {
+        world
+            .dead_man_files()
             .into_iter()
             .filter(|f| f.ends_with(".pid"))
             .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !(primary.dead_men().is_empty() && pid_files(primary).is_empty()) {
+    while !(primary.dead_men().is_empty() && pid_files().is_empty()) {
         assert!(
             Instant::now() < deadline,
             "the dead-man did not end: {:?} {:?}",
             primary.dead_men(),
-            pid_files(primary)
+            pid_files()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -987,10 +1007,7 @@ steady_state_within = "20s"
         serde_json::from_str(&fs::read_to_string(drills.join(format!("{id}.json"))).unwrap())
             .unwrap();
     assert_eq!(closed["state"], "aborted", "{closed:#}");
-    assert_eq!(
-        world.host("primary-1").dead_man_files(),
-        Vec::<String>::new()
-    );
+    assert_eq!(world.dead_man_files(), Vec::<String>::new());
     assert!(closed["marks"]["reverted"].is_string(), "{closed:#}");
     // Safe to repeat.
     world.ok(
