@@ -13,8 +13,9 @@
 //! `${TMPDIR:-/tmp}/drp-fault-ID.pid` (written atomically; removed when it fires), which is
 //! how [`Fault::revert`] disarms it and [`Fault::is_armed`] finds it; beside it,
 //! `drp-fault-ID.status` carries the injection's progress to the dead-man and to drp
-//! (removed by `revert`). The id (the drill run's) names every trace a fault leaves on a
-//! host, so two drills never touch each other's faults.
+//! (removed by `revert`). The id names every trace a fault leaves on a host, so two
+//! faults never touch each other's. It must differ between hosts that share a temporary
+//! directory (several "hosts" on one machine): drp's drills use `DRILL_ID.HOST`.
 //!
 //! [`Fault::revert`] first freezes the dead-man (`SIGSTOP` to its group), reverts, and
 //! then kills it; if the revert fails, the dead-man is let go again, so it retries when it

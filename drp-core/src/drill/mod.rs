@@ -114,6 +114,16 @@ pub enum DrillError {
     },
 }
 
+/// The id of drill `drill`'s fault on host `host`: `DRILL_ID.HOST`. It names everything
+/// the fault leaves on the host (dead-man pid and status files in its temporary directory,
+/// nftables table, iptables chain), so it is per host: hosts may share a temporary
+/// directory (several `transport = "local"` hosts on one machine, containers or network
+/// namespaces of one machine), and with one id for all of them the second host's
+/// injection would find the first one's dead-man and be refused as already injected.
+pub fn fault_id(drill: &str, host: &str) -> String {
+    format!("{drill}.{host}")
+}
+
 /// The plan a drill runs with: customers' and partners' messages go to the scenario's test
 /// route (or nowhere) unless it lets them through.
 pub fn plan_for_drill(

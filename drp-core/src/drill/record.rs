@@ -55,6 +55,12 @@ pub struct TargetHost {
     pub reverted_at: Option<jiff::Timestamp>,
     /// How it was reverted: `by drp`, `by its dead-man timer`, `by hand`.
     pub reverted_by: Option<String>,
+    /// The id the fault has on this host, which names its traces there (dead-man pid and
+    /// status files, nftables table, iptables chain): `DRILL_ID.HOST`, see
+    /// [`fault_id`](super::fault_id). Absent in records of drills that used the drill's
+    /// id on every host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_id: Option<String>,
 }
 
 /// A probe checked before the fault.

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::record::redact;
 use super::record::*;
-use super::{DRILL_LOCK_KEY, DrillError, plan_for_drill};
+use super::{DRILL_LOCK_KEY, DrillError, fault_id, plan_for_drill};
 use crate::executor::journal::{self, new_run_id};
 use crate::executor::lock::LockRecord;
 use crate::executor::{EventKind, EventSink, StepOutcome};
@@ -199,6 +199,7 @@ pub async fn run_drill(
                 injected_at: None,
                 reverted_at: None,
                 reverted_by: None,
+                fault_id: Some(fault_id(&id, &h.name)),
             })
             .collect(),
         stacks: stacks.clone(),
@@ -452,6 +453,14 @@ impl Drill {
             .collect()
     }
 
+    /// The drill's fault as it is on `host` (its traces there named after it).
+    fn fault_on(&self, host: &Host) -> Fault {
+        Fault::new(
+            self.scenario.fault.clone(),
+            &fault_id(self.fault.id(), &host.name),
+        )
+    }
+
     /// Where a stack runs before the fault: its host in the plan.
     fn home(&self, stack: &str) -> Option<Host> {
         let name = self.plan.stacks.get(stack)?.host.as_ref()?;
@@ -528,7 +537,10 @@ impl Drill {
         let dead_man = self.scenario.duration;
         let results = futures::future::join_all(self.hosts.iter().map(|host| async move {
             let transport = host.transport();
-            let result = self.fault.inject(transport.as_ref(), dead_man).await;
+            let result = self
+                .fault_on(host)
+                .inject(transport.as_ref(), dead_man)
+                .await;
             (host, result, jiff::Timestamp::now())
         }))
         .await;
@@ -924,13 +936,16 @@ impl Drill {
             .map(|t| t.host.clone())
             .collect();
         let dead_man = self.scenario.duration;
-        let outcomes = futures::future::join_all(
-            self.hosts
-                .iter()
-                .filter(|h| injected.contains(&h.name))
-                .map(|host| revert_host(&self.fault, host, dead_man, r)),
-        )
-        .await;
+        let outcomes =
+            futures::future::join_all(
+                self.hosts
+                    .iter()
+                    .filter(|h| injected.contains(&h.name))
+                    .map(|host| async move {
+                        revert_host(&self.fault_on(host), host, dead_man, r).await
+                    }),
+            )
+            .await;
         let all_done = outcomes.iter().all(|done| *done);
         let now = jiff::Timestamp::now();
         r.update(|rec| {
@@ -1052,13 +1067,17 @@ pub async fn revert_drill(
     id: &str,
 ) -> Result<DrillRecord, DrillError> {
     let mut record = load_record(store.as_ref(), id).await?;
-    let fault = Fault::new(record.fault_spec.clone(), id);
     let mut problems = Vec::new();
     for target in &mut record.targets {
         let Some(host) = plan.host(&target.host) else {
             problems.push(format!("{}: not in the plan any more", target.host));
             continue;
         };
+        // Older records name no per-host id: the drill's id was the fault's everywhere.
+        let fault = Fault::new(
+            record.fault_spec.clone(),
+            target.fault_id.as_deref().unwrap_or(id),
+        );
         match fault.revert(host.transport().as_ref()).await {
             Ok(()) => {
                 if target.reverted_at.is_none() {
