@@ -642,3 +642,69 @@ fn a_drill_asks_first_and_without_a_terminal_needs_yes() {
         stderr(&unknown)
     );
 }
+
+/// POSTs an Alertmanager webhook body to `port`'s `/alertmanager`.
+fn post_alert(port: u16) {
+    use std::io::{Read, Write};
+    let body = r#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"ShopDown","severity":"page"},"startsAt":"2026-11-29T10:00:00Z"}]}"#;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        conn,
+        "POST /alertmanager?source=prometheus HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 2"), "{answer}");
+}
+
+#[test]
+fn the_teams_monitoring_detects_through_the_alert_receiver_and_customers_hear_only_the_test_route()
+{
+    let ws = Workspace::ready();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // drp's own probes would notice only after a minute (a long interval): the team's
+    // monitoring, posting to the alert receiver, is first.
+    let plan = ws
+        .plan()
+        .replace("interval = \"500ms\"", "interval = \"60s\"");
+    fs::write(ws.path("drp.toml"), plan).unwrap();
+    ws.add_scenario(&format!(
+        r#"
+[scenarios.alerted]
+mode = "automatic"
+targets = {{ hosts = ["primary-1"] }}
+fault = {{ kind = "command", inject = "kill -STOP $(cat run/*.pid)", revert = "kill -CONT $(cat run/*.pid)" }}
+duration = "2m"
+detect_within = "30s"
+alert_receiver = "127.0.0.1:{port}"
+test_route = "team-log"
+"#
+    ));
+    let before = fs::read_to_string(ws.path("notifications.jsonl")).unwrap();
+    // The demo's own drill had no test route: no message for a customer went anywhere.
+    assert!(!before.contains("\"audience\":\"customer\""), "{before}");
+
+    let drill = ws.spawn_drill("alerted");
+    ws.wait_for_record(|r| r["marks"]["injected"].is_string());
+    post_alert(port);
+    let out = wait_output(drill);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let record = ws.wait_for_record(|r| r["state"] == "finished");
+    let by_alert = &record["marks"]["detected_by_alert"];
+    assert_eq!(by_alert["source"], "alert from prometheus", "{record:#}");
+    assert_eq!(by_alert["detail"], "alert ShopDown");
+    assert!(record["marks"]["detected_by_probe"].is_null(), "{record:#}");
+    assert_eq!(record["alerts"].as_array().unwrap().len(), 1);
+    assert!(record["time_to_detect_ms"].is_null(), "not a record field");
+    // The recovered stacks' customers were told — through the test route only.
+    let after = fs::read_to_string(ws.path("notifications.jsonl")).unwrap();
+    let new = &after[before.len()..];
+    assert!(new.contains("\"audience\":\"customer\""), "{new}");
+}
