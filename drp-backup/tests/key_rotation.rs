@@ -37,7 +37,7 @@ async fn old_snapshots_need_the_old_key_and_new_ones_the_new_key() {
     };
     let old = backup(cert("acme-2025"), "before rotation").await;
     let new = backup(cert("acme-2026"), "after rotation").await;
-    // Which key each snapshot needs is in its manifest (and `drp backup list --json`).
+    // Which key each snapshot needs is in its manifest (`recipients`, plain JSON in the store).
     assert_eq!(old.recipients, cert("acme-2025").fingerprints());
     assert_eq!(new.recipients, cert("acme-2026").fingerprints());
     assert_ne!(old.recipients, new.recipients);
