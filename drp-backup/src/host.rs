@@ -266,15 +266,15 @@ enum Accepted {
 
 /// The checks every entry of a directory source's archive passes before anything is written
 /// (and that `verify` applies without writing): names stay inside the restore directory (no
-/// absolute names, no `..`), nothing is written through a symbolic link the archive made,
-/// hard links point at regular files the archive made, and there are no device files.
-/// Symbolic links themselves may point anywhere: they are restored as links, never followed.
+/// absolute names, no `..`), nothing is written through a symbolic link the archive made
+/// (nor does a link replace a directory), hard links stay inside and point at no link, and
+/// there are no device files. Symbolic links themselves may point anywhere: they are
+/// restored as links, never followed. What it remembers grows with the links and directories
+/// of the archive, not with its files.
 #[derive(Debug, Default)]
 struct ArchiveRules {
     /// Symbolic links the archive made, by relative path.
     symlinks: HashSet<PathBuf>,
-    /// Regular files (and hard links to them) the archive made.
-    files: HashSet<PathBuf>,
     /// Directories the archive made or implied (parents of its entries).
     directories: HashSet<PathBuf>,
 }
@@ -332,12 +332,6 @@ impl ArchiveRules {
                     parent.display()
                 ));
             }
-            if self.files.contains(parent) {
-                return refuse(format!(
-                    "its parent {} is a file in the archive",
-                    parent.display()
-                ));
-            }
         }
         if accepted != Accepted::Directory && self.directories.contains(&relative) {
             return refuse("it would replace a directory of the archive".into());
@@ -353,16 +347,18 @@ impl ArchiveRules {
                     format!("a hard link to {}: {reason}", target.display()),
                 )
             })?;
-            if !self.files.contains(&target_inside) {
+            if target_inside.ancestors().any(|p| self.symlinks.contains(p)) {
                 return refuse(format!(
-                    "a hard link to {}, which is not a regular file earlier in the archive",
+                    "a hard link to {}, which is or lies under a symbolic link in the archive",
                     target.display()
                 ));
+            }
+            if target_inside.as_os_str().is_empty() || self.directories.contains(&target_inside) {
+                return refuse(format!("a hard link to {}, a directory", target.display()));
             }
         }
 
         self.symlinks.remove(&relative);
-        self.files.remove(&relative);
         let parents = relative
             .ancestors()
             .skip(1)
@@ -375,10 +371,7 @@ impl ArchiveRules {
             EntryType::Symlink => {
                 self.symlinks.insert(relative.clone());
             }
-            EntryType::Fifo => {}
-            _ => {
-                self.files.insert(relative.clone());
-            }
+            _ => {}
         }
         Ok((relative, accepted))
     }

@@ -369,12 +369,14 @@ async fn a_hard_link_to_a_file_outside_is_refused() {
     for (to, reason) in [
         (victim.as_str(), "an absolute name"),
         (up.as_str(), "`..`"),
-        // Through a symlink the archive made: the link target is not a file of the archive.
+        // Through a symlink the archive made, or to the link itself.
         (
             "./escape/victim.txt",
-            "not a regular file earlier in the archive",
+            "lies under a symbolic link in the archive",
         ),
-        ("./escape", "not a regular file earlier in the archive"),
+        ("./escape", "is or lies under a symbolic link"),
+        // To a directory (here the restore directory itself).
+        ("./", "a directory"),
     ] {
         let archive = benign()
             .symlink("./escape", &f.path("outside").display().to_string())

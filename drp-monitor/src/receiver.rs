@@ -447,7 +447,11 @@ mod tests {
         let other = parse_body(br#"[1, "two"]"#).unwrap();
         assert_eq!(other.len(), 1);
         assert_eq!(other[0].body, serde_json::json!([1, "two"]));
-        assert!(parse_body(br#"{"version":"4","alerts":[]}"#).unwrap().is_empty());
+        assert!(
+            parse_body(br#"{"version":"4","alerts":[]}"#)
+                .unwrap()
+                .is_empty()
+        );
         assert!(parse_body(b"down!").is_err());
         assert!(parse_body(b"").is_err());
     }
