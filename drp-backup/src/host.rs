@@ -4,9 +4,10 @@
 //! machines on top of drp-provision's transports, so that this crate needs no SSH. The
 //! methods are blocking: the backup and restore pipelines call them from their own threads.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::manifest::SourceKind;
@@ -145,12 +146,7 @@ impl Host for LocalHost {
         match kind {
             SourceKind::Directory => {
                 std::fs::create_dir(path)?;
-                let mut archive = tar::Archive::new(&mut *plain);
-                archive.set_preserve_permissions(true);
-                archive.set_preserve_mtime(true);
-                archive.set_unpack_xattrs(false);
-                archive.set_preserve_ownerships(running_as_root());
-                archive.unpack(path)?;
+                extract_archive(&mut *plain, path)?;
             }
             SourceKind::File | SourceKind::Command => {
                 let mut file = std::fs::File::create_new(path)?;
@@ -217,6 +213,298 @@ impl Host for LocalHost {
             )))
         }
     }
+}
+
+/// An archive entry that a restore refuses: extracting it could write outside the restore
+/// directory, or create what drp never restores (a device file). Such an entry means the
+/// archive is not what `tar` makes of a directory; the whole source is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsafeEntry {
+    /// The entry's name, as the archive gives it.
+    pub path: String,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+impl fmt::Display for UnsafeEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unsafe archive entry {:?}: {}", self.path, self.reason)
+    }
+}
+
+impl std::error::Error for UnsafeEntry {}
+
+impl UnsafeEntry {
+    fn error(path: &Path, reason: impl Into<String>) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            UnsafeEntry {
+                path: path.to_string_lossy().into_owned(),
+                reason: reason.into(),
+            },
+        )
+    }
+
+    /// The refused entry an I/O error carries, if it is one.
+    pub fn of(error: &io::Error) -> Option<&UnsafeEntry> {
+        error.get_ref()?.downcast_ref::<UnsafeEntry>()
+    }
+}
+
+/// What an archive entry will be on disk, once [`ArchiveRules`] accepted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accepted {
+    /// The restore directory itself (`./`): nothing to create.
+    Root,
+    Directory,
+    Fifo,
+    /// A regular file, a symbolic link or a hard link: tar creates it.
+    Other,
+    /// Metadata for the entries after it (a pax global header).
+    Skip,
+}
+
+/// The checks every entry of a directory source's archive passes before anything is written
+/// (and that `verify` applies without writing): names stay inside the restore directory (no
+/// absolute names, no `..`), nothing is written through a symbolic link the archive made
+/// (nor does a link replace a directory), hard links stay inside and point at no link, and
+/// there are no device files. Symbolic links themselves may point anywhere: they are
+/// restored as links, never followed. What it remembers grows with the links and directories
+/// of the archive, not with its files.
+#[derive(Debug, Default)]
+struct ArchiveRules {
+    /// Symbolic links the archive made, by relative path.
+    symlinks: HashSet<PathBuf>,
+    /// Directories the archive made or implied (parents of its entries).
+    directories: HashSet<PathBuf>,
+}
+
+impl ArchiveRules {
+    fn check<R: Read>(&mut self, entry: &tar::Entry<'_, R>) -> io::Result<(PathBuf, Accepted)> {
+        use tar::EntryType;
+
+        let name = entry.path()?.into_owned();
+        let relative = inside(&name).map_err(|reason| UnsafeEntry::error(&name, reason))?;
+        let refuse = |reason: String| Err(UnsafeEntry::error(&name, reason));
+        let kind = entry.header().entry_type();
+        let accepted = match kind {
+            EntryType::Directory => Accepted::Directory,
+            EntryType::Fifo => Accepted::Fifo,
+            EntryType::Regular
+            | EntryType::Continuous
+            | EntryType::GNUSparse
+            | EntryType::Symlink
+            | EntryType::Link => Accepted::Other,
+            EntryType::XGlobalHeader => return Ok((relative, Accepted::Skip)),
+            EntryType::Char | EntryType::Block => {
+                let device = if kind == EntryType::Char {
+                    "a character device"
+                } else {
+                    "a block device"
+                };
+                return refuse(format!(
+                    "{device} (major {}, minor {}): drp does not create device files; to \
+                     restore them anyway, pipe the source into tar as root (--pipe-to 'tar -x \
+                     -C DIR')",
+                    entry.header().device_major().ok().flatten().unwrap_or(0),
+                    entry.header().device_minor().ok().flatten().unwrap_or(0)
+                ));
+            }
+            other => {
+                return refuse(format!(
+                    "entries of type {:?} are not restored",
+                    other.as_byte() as char
+                ));
+            }
+        };
+        if relative.as_os_str().is_empty() {
+            return if accepted == Accepted::Directory {
+                Ok((relative, Accepted::Root))
+            } else {
+                refuse("it names the restore directory itself".into())
+            };
+        }
+        for parent in relative.ancestors().skip(1) {
+            if self.symlinks.contains(parent) {
+                return refuse(format!(
+                    "its parent {} is a symbolic link in the archive; writing through it \
+                     could leave the restore directory",
+                    parent.display()
+                ));
+            }
+        }
+        if accepted != Accepted::Directory && self.directories.contains(&relative) {
+            return refuse("it would replace a directory of the archive".into());
+        }
+        if accepted == Accepted::Directory && self.symlinks.contains(&relative) {
+            return refuse("it would turn a symbolic link of the archive into a directory".into());
+        }
+        if kind == EntryType::Link {
+            let target = entry.link_name()?.unwrap_or_default().into_owned();
+            let target_inside = inside(&target).map_err(|reason| {
+                UnsafeEntry::error(
+                    &name,
+                    format!("a hard link to {}: {reason}", target.display()),
+                )
+            })?;
+            if target_inside.ancestors().any(|p| self.symlinks.contains(p)) {
+                return refuse(format!(
+                    "a hard link to {}, which is or lies under a symbolic link in the archive",
+                    target.display()
+                ));
+            }
+            if target_inside.as_os_str().is_empty() || self.directories.contains(&target_inside) {
+                return refuse(format!("a hard link to {}, a directory", target.display()));
+            }
+        }
+
+        self.symlinks.remove(&relative);
+        let parents = relative
+            .ancestors()
+            .skip(1)
+            .filter(|p| !p.as_os_str().is_empty());
+        self.directories.extend(parents.map(Path::to_path_buf));
+        match kind {
+            EntryType::Directory => {
+                self.directories.insert(relative.clone());
+            }
+            EntryType::Symlink => {
+                self.symlinks.insert(relative.clone());
+            }
+            _ => {}
+        }
+        Ok((relative, accepted))
+    }
+}
+
+/// `name` as a path inside the restore directory (`.` components dropped), or why it is not.
+fn inside(name: &Path) -> Result<PathBuf, &'static str> {
+    let mut relative = PathBuf::new();
+    for component in name.components() {
+        match component {
+            Component::Normal(part) => relative.push(part),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => {
+                return Err("an absolute name would be written outside the restore directory");
+            }
+            Component::ParentDir => {
+                return Err("a `..` component would leave the restore directory");
+            }
+        }
+    }
+    Ok(relative)
+}
+
+/// Walks a directory source's archive to its end, applying the restore's rules to every entry
+/// without writing anything (what `verify` does).
+pub(crate) fn check_archive(plain: &mut dyn Read) -> io::Result<()> {
+    let mut rules = ArchiveRules::default();
+    let mut archive = tar::Archive::new(plain);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        rules.check(&entry)?;
+        io::copy(&mut entry, &mut io::sink())?;
+    }
+    Ok(())
+}
+
+/// Extracts a directory source's archive into `dir` (new and empty), refusing the archive at
+/// the first entry that breaks [`ArchiveRules`]: then the caller discards the staging
+/// directory, so nothing of it reaches the target. Directories get their permissions and
+/// times last, so that a read-only directory does not stop its own entries.
+fn extract_archive(plain: &mut dyn Read, dir: &Path) -> io::Result<()> {
+    let root = running_as_root();
+    let mut archive = tar::Archive::new(plain);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
+    archive.set_unpack_xattrs(false);
+    archive.set_preserve_ownerships(root);
+    let mut rules = ArchiveRules::default();
+    let mut directories = Vec::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let (relative, accepted) = rules.check(&entry)?;
+        match accepted {
+            Accepted::Root | Accepted::Skip => {}
+            Accepted::Directory => directories.push((relative, entry)),
+            Accepted::Fifo => make_fifo(&entry, &dir.join(&relative), root).map_err(|e| {
+                with_causes(e, &format!("creating the fifo {}", relative.display()))
+            })?,
+            Accepted::Other => {
+                if !entry.unpack_in(dir).map_err(|e| with_causes(e, ""))? {
+                    // tar's own checks agree with ours; this is a second line of defence.
+                    return Err(UnsafeEntry::error(&relative, "tar refused to extract it"));
+                }
+            }
+        }
+    }
+    directories.sort_by(|a, b| b.0.cmp(&a.0));
+    for (relative, mut entry) in directories {
+        if !entry.unpack_in(dir).map_err(|e| with_causes(e, ""))? {
+            return Err(UnsafeEntry::error(&relative, "tar refused to extract it"));
+        }
+    }
+    Ok(())
+}
+
+fn make_fifo<R: Read>(entry: &tar::Entry<'_, R>, path: &Path, root: bool) -> io::Result<()> {
+    use nix::sys::stat::{Mode, UtimensatFlags, utimensat};
+    use nix::sys::time::TimeSpec;
+    use std::os::unix::fs::PermissionsExt;
+
+    let header = entry.header();
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a directory is in the way",
+            ));
+        }
+        Ok(_) => std::fs::remove_file(path)?,
+        Err(_) => {}
+    }
+    nix::unistd::mkfifo(path, Mode::S_IRUSR | Mode::S_IWUSR)?;
+    if root {
+        std::os::unix::fs::lchown(path, Some(header.uid()? as u32), Some(header.gid()? as u32))?;
+    }
+    std::fs::set_permissions(
+        path,
+        std::fs::Permissions::from_mode(header.mode()? & 0o7777),
+    )?;
+    let mtime = TimeSpec::new(header.mtime()? as i64, 0);
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &mtime,
+        &mtime,
+        UtimensatFlags::NoFollowSymlink,
+    )?;
+    Ok(())
+}
+
+/// `error` with the causes tar keeps behind its own message ("failed to unpack `x`") in its
+/// text, so that the reason (e.g. "No space left on device") reaches the operator; the kind is
+/// kept.
+fn with_causes(error: io::Error, context: &str) -> io::Error {
+    if UnsafeEntry::of(&error).is_some() {
+        return error;
+    }
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(inner) = cause {
+        let more = inner.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = inner.source();
+    }
+    if !context.is_empty() {
+        text = format!("{context}: {text}");
+    }
+    io::Error::new(error.kind(), text)
 }
 
 fn running_as_root() -> bool {
@@ -345,6 +633,79 @@ mod tests {
             .pipe_to("cat >/dev/null; echo nope >&2; exit 4", &mut &b"x"[..])
             .unwrap_err();
         assert_eq!(err.to_string(), "the command failed (exit status 4): nope");
+    }
+
+    /// A tar stream with one entry per (type, name, link name), names as raw header bytes.
+    fn raw_archive(entries: &[(tar::EntryType, &str, &str)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (kind, name, link) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(*kind);
+            header.set_size(0);
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(1);
+            let gnu = header.as_gnu_mut().unwrap();
+            gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+            gnu.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            header.set_cksum();
+            builder.append(&header, &[][..]).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn tar_alone_keeps_writes_inside_but_changes_hostile_archives_silently() {
+        // Why drp checks entries itself (tar 0.4's `Archive::unpack`, as restores used it):
+        // nothing is written outside, but some entries are quietly changed or dropped and the
+        // restore "succeeds", and the refusals it does make read like local failures.
+        use tar::EntryType::*;
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        let absolute = format!("{}/abs", outside.display());
+        let archive = raw_archive(&[
+            (Regular, &absolute, ""),
+            (Regular, "../outside/dotdot", ""),
+            (Char, "./null", ""),
+        ]);
+        let into = dir.path().join("plain");
+        tar::Archive::new(&archive[..]).unpack(&into).unwrap();
+        assert!(!outside.exists());
+        // The absolute name was extracted inside, its leading `/` stripped.
+        assert!(into.join(absolute.trim_start_matches('/')).is_file());
+        // The `..` entry was skipped without a word; the device became an empty regular file.
+        assert!(
+            std::fs::symlink_metadata(into.join("null"))
+                .unwrap()
+                .is_file()
+        );
+
+        // drp's rules refuse each, naming it.
+        for (entries, reason) in [
+            (vec![(Regular, absolute.as_str(), "")], "an absolute name"),
+            (vec![(Regular, "../outside/dotdot", "")], "`..`"),
+            (vec![(Char, "./null", "")], "a character device"),
+            (
+                vec![(Symlink, "./l", "/"), (Regular, "./l/etc-file", "")],
+                "is a symbolic link in the archive",
+            ),
+            (
+                vec![(Link, "./h", "/etc/passwd")],
+                "a hard link to /etc/passwd",
+            ),
+        ] {
+            let archive = raw_archive(&entries);
+            let into = dir.path().join("drp");
+            std::fs::create_dir(&into).unwrap();
+            let err = extract_archive(&mut &archive[..], &into).unwrap_err();
+            let refused = UnsafeEntry::of(&err).unwrap_or_else(|| panic!("{err}"));
+            assert!(refused.reason.contains(reason), "{refused}");
+            let err = check_archive(&mut &archive[..]).unwrap_err();
+            assert!(UnsafeEntry::of(&err).is_some(), "{err}");
+            std::fs::remove_dir_all(&into).unwrap();
+        }
+        assert!(!outside.exists());
     }
 
     #[test]

@@ -103,7 +103,16 @@ impl Manifest {
                 manifest.stack, manifest.snapshot
             )));
         }
+        let mut names = std::collections::BTreeSet::new();
         for source in &manifest.sources {
+            // Source names become paths on restore (`TARGET/NAME`): one that backups would
+            // refuse (`..`, `a/b`, `/etc/x`) is refused here too, whatever else it says.
+            if let Err(e) = validate_name("source", &source.name) {
+                return Err(refuse(e.to_string()));
+            }
+            if !names.insert(source.name.as_str()) {
+                return Err(refuse(format!("source {} is listed twice", source.name)));
+            }
             let expected = Layout::new(stack).object(snapshot, &source.name, source.kind);
             if source.object != expected {
                 return Err(refuse(format!(
@@ -117,12 +126,16 @@ impl Manifest {
 
     /// Total stored bytes.
     pub fn stored_bytes(&self) -> u64 {
-        self.sources.iter().map(|s| s.stored_bytes).sum()
+        self.sources
+            .iter()
+            .fold(0, |sum, s| sum.saturating_add(s.stored_bytes))
     }
 
     /// Total plain bytes.
     pub fn plain_bytes(&self) -> u64 {
-        self.sources.iter().map(|s| s.plain_bytes).sum()
+        self.sources
+            .iter()
+            .fold(0, |sum, s| sum.saturating_add(s.plain_bytes))
     }
 }
 
@@ -285,6 +298,48 @@ mod tests {
         assert!(err.to_string().contains("it describes stack acme"), "{err}");
         let err = Manifest::parse(&bytes, "acme", "20270102T030405.000Z-0000abcd").unwrap_err();
         assert!(err.is_integrity_failure());
+    }
+
+    #[test]
+    fn source_names_that_would_be_paths_outside_the_target_are_refused() {
+        // Each is consistent with its own object key, so only the name check refuses it.
+        for bad in [
+            "..",
+            "../../etc/cron.d/x",
+            "a/b",
+            "/etc/passwd",
+            ".hidden",
+            "",
+        ] {
+            let mut m = manifest();
+            m.sources[0].name = bad.into();
+            m.sources[0].object = Layout::new("acme").object(&m.snapshot, bad, SourceKind::Command);
+            let bytes = serde_json::to_vec(&m).unwrap();
+            let err = Manifest::parse(&bytes, "acme", &m.snapshot).unwrap_err();
+            assert!(err.is_integrity_failure(), "{bad:?}: {err}");
+            assert!(
+                err.to_string().contains("invalid source name"),
+                "{bad:?}: {err}"
+            );
+        }
+        let mut m = manifest();
+        m.sources.push(m.sources[0].clone());
+        let bytes = serde_json::to_vec(&m).unwrap();
+        let err = Manifest::parse(&bytes, "acme", &m.snapshot).unwrap_err();
+        assert!(
+            err.to_string().contains("source db is listed twice"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn totals_of_huge_sizes_saturate() {
+        let mut m = manifest();
+        m.sources[0].stored_bytes = u64::MAX;
+        m.sources[0].plain_bytes = u64::MAX;
+        m.sources.push(m.sources[0].clone());
+        assert_eq!(m.stored_bytes(), u64::MAX);
+        assert_eq!(m.plain_bytes(), u64::MAX);
     }
 
     #[test]

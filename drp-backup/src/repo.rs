@@ -15,7 +15,7 @@ use tokio::task::spawn_blocking;
 
 use crate::crypto;
 use crate::error::{Error, Result};
-use crate::host::{Host, LocalHost};
+use crate::host::{Host, LocalHost, UnsafeEntry};
 use crate::keys::{Recipients, SecretKeys, Signer, TrustedSigners};
 use crate::manifest::{
     Layout, MANIFEST_FORMAT, Manifest, SourceKind, SourceRecord, is_snapshot_id, new_snapshot_id,
@@ -865,6 +865,7 @@ impl Repository {
         }
         let plain_bytes = unpacked.map_err(|failure| match failure {
             SinkFailure::Data(e) => refuse(format!("the decrypted data does not unpack: {e}")),
+            SinkFailure::Unsafe(e) => refuse(format!("archive refused: {e}")),
             SinkFailure::Local(e, place) => Error::io(
                 format!(
                     "stack {}, snapshot {}, source {}: {place}",
@@ -1004,6 +1005,8 @@ enum Sink {
 /// Why a sink failed: the data it read, or the place it wrote to.
 enum SinkFailure {
     Data(io::Error),
+    /// An archive entry refused by the restore's rules (see [`UnsafeEntry`]).
+    Unsafe(io::Error),
     Local(io::Error, String),
 }
 
@@ -1025,6 +1028,8 @@ impl Sink {
         if let Err(e) = written {
             return Err(if data.failed {
                 SinkFailure::Data(e)
+            } else if UnsafeEntry::of(&e).is_some() {
+                SinkFailure::Unsafe(e)
             } else {
                 let place = match &self {
                     Sink::Check => "reading".to_string(),
@@ -1046,10 +1051,7 @@ impl Sink {
 
 fn check(kind: SourceKind, data: &mut dyn Read) -> io::Result<()> {
     if kind == SourceKind::Directory {
-        let mut archive = tar::Archive::new(&mut *data);
-        for entry in archive.entries()? {
-            io::copy(&mut entry?, &mut io::sink())?;
-        }
+        crate::host::check_archive(&mut *data)?;
     }
     io::copy(data, &mut io::sink()).map(drop)
 }

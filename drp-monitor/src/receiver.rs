@@ -289,8 +289,8 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
             );
         }
     };
-    let value: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(value) => value,
+    let alerts = match parse_body(&body) {
+        Ok(alerts) => alerts,
         Err(error) => {
             shared.malformed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%source, "alert receiver: refused a body that is not JSON: {error}");
@@ -301,20 +301,19 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
         }
     };
     let received_at = Timestamp::now();
-    let alerts = alerts_of(value);
     let count = alerts.len();
     {
         let mut kept = shared.alerts.lock().expect("alerts lock");
-        for (status, labels, annotations, starts_at, body) in alerts {
+        for parsed in alerts {
             let alert = ReceivedAlert {
                 sequence: shared.sequence.fetch_add(1, Ordering::Relaxed) + 1,
                 received_at,
                 source: source.clone(),
-                status,
-                labels,
-                annotations,
-                starts_at,
-                body,
+                status: parsed.status,
+                labels: parsed.labels,
+                annotations: parsed.annotations,
+                starts_at: parsed.starts_at,
+                body: parsed.body,
             };
             tracing::info!(%source, labels = ?alert.labels, "alert received");
             // Sent under the lock so subscribers see alerts in sequence order.
@@ -350,22 +349,42 @@ fn source_of(request: &Request<Incoming>) -> String {
     }
 }
 
-type Parsed = (
-    Option<String>,
-    BTreeMap<String, String>,
-    BTreeMap<String, String>,
-    Option<Timestamp>,
-    serde_json::Value,
-);
+/// One alert as read from a request body, before the receiver numbers, stamps and keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedAlert {
+    /// `firing` or `resolved` (Alertmanager).
+    pub status: Option<String>,
+    /// Labels (Alertmanager).
+    pub labels: BTreeMap<String, String>,
+    /// Annotations (Alertmanager).
+    pub annotations: BTreeMap<String, String>,
+    /// Alertmanager `startsAt`, when it is a timestamp.
+    pub starts_at: Option<Timestamp>,
+    /// The alert entry (Alertmanager) or the whole body.
+    pub body: serde_json::Value,
+}
+
+/// Reads a request body as the receiver does: JSON or an error; an Alertmanager webhook gives
+/// one alert per entry (possibly none), any other JSON value one alert. Public so that the
+/// parser can be fuzzed without a server.
+pub fn parse_body(body: &[u8]) -> Result<Vec<ParsedAlert>, serde_json::Error> {
+    serde_json::from_slice(body).map(alerts_of)
+}
 
 /// An Alertmanager webhook gives one alert per entry; anything else is one alert.
-fn alerts_of(value: serde_json::Value) -> Vec<Parsed> {
+fn alerts_of(value: serde_json::Value) -> Vec<ParsedAlert> {
     let is_alertmanager = value
         .get("version")
         .is_some_and(serde_json::Value::is_string)
         && value.get("alerts").is_some_and(serde_json::Value::is_array);
     if !is_alertmanager {
-        return vec![(None, BTreeMap::new(), BTreeMap::new(), None, value)];
+        return vec![ParsedAlert {
+            status: None,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            starts_at: None,
+            body: value,
+        }];
     }
     let group_status = value
         .get("status")
@@ -389,21 +408,51 @@ fn alerts_of(value: serde_json::Value) -> Vec<Parsed> {
     let mut parsed = Vec::new();
     if let Some(serde_json::Value::Array(entries)) = value.get("alerts") {
         for entry in entries {
-            parsed.push((
-                entry
+            parsed.push(ParsedAlert {
+                status: entry
                     .get("status")
                     .and_then(|s| s.as_str())
                     .map(str::to_owned)
                     .or_else(|| group_status.clone()),
-                strings(entry.get("labels")),
-                strings(entry.get("annotations")),
-                entry
+                labels: strings(entry.get("labels")),
+                annotations: strings(entry.get("annotations")),
+                starts_at: entry
                     .get("startsAt")
                     .and_then(|s| s.as_str())
                     .and_then(|s| s.parse::<Timestamp>().ok()),
-                entry.clone(),
-            ));
+                body: entry.clone(),
+            });
         }
     }
     parsed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_parse_into_alerts_or_a_json_error() {
+        let alertmanager = br#"{"version":"4","status":"firing","alerts":[
+            {"labels":{"alertname":"Down","n":3},"startsAt":"2026-11-29T10:15:00Z"},
+            {"status":"resolved","labels":{},"startsAt":"not a time"}]}"#;
+        let alerts = parse_body(alertmanager).unwrap();
+        assert_eq!(alerts.len(), 2);
+        assert_eq!(alerts[0].status.as_deref(), Some("firing"));
+        assert_eq!(alerts[0].labels["n"], "3");
+        assert!(alerts[0].starts_at.is_some());
+        assert_eq!(alerts[1].status.as_deref(), Some("resolved"));
+        assert_eq!(alerts[1].starts_at, None);
+        // Any other JSON is one alert, kept whole; an Alertmanager body may hold none.
+        let other = parse_body(br#"[1, "two"]"#).unwrap();
+        assert_eq!(other.len(), 1);
+        assert_eq!(other[0].body, serde_json::json!([1, "two"]));
+        assert!(
+            parse_body(br#"{"version":"4","alerts":[]}"#)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(parse_body(b"down!").is_err());
+        assert!(parse_body(b"").is_err());
+    }
 }
