@@ -39,6 +39,15 @@ pub enum StoreError {
     /// The object does not exist.
     #[error("{store}: object {key} not found")]
     NotFound { store: String, key: String },
+    /// The bucket (or container) itself does not exist: S3 answered `404 NoSuchBucket`. Not
+    /// a missing object, so callers that treat a missing object as "absent" (a free lock, no
+    /// snapshot yet) do not mistake a wrong bucket name for an empty store.
+    #[error("{store}: {operation} {key}: the bucket does not exist (S3 NoSuchBucket)")]
+    BucketNotFound {
+        store: String,
+        operation: &'static str,
+        key: String,
+    },
     /// The store URL cannot be used.
     #[error("invalid store URL {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
@@ -219,6 +228,15 @@ impl ObjectBackupStore {
 
     fn error(&self, operation: &'static str, key: &str, source: object_store::Error) -> StoreError {
         match source {
+            object_store::Error::NotFound { ref source, .. }
+                if source.to_string().contains("NoSuchBucket") =>
+            {
+                StoreError::BucketNotFound {
+                    store: self.url.clone(),
+                    operation,
+                    key: key.to_string(),
+                }
+            }
             object_store::Error::NotFound { .. } => StoreError::NotFound {
                 store: self.url.clone(),
                 key: key.to_string(),
@@ -323,8 +341,11 @@ impl BackupStore for ObjectBackupStore {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
         match self.inner.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.error("delete", key, e)),
+            Ok(()) => Ok(()),
+            Err(e) => match self.error("delete", key, e) {
+                StoreError::NotFound { .. } => Ok(()),
+                e => Err(e),
+            },
         }
     }
 
