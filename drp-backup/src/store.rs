@@ -16,7 +16,9 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::{
+    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, WriteMultipart,
+};
 use url::Url;
 
 /// Size of one part of a streamed upload to a cloud store. S3 requires at least 5 MiB for
@@ -131,6 +133,12 @@ pub fn open_store(url: &str) -> Result<Arc<dyn BackupStore>, StoreError> {
 /// Like [`open_store`], with backend options that override the environment, named like the
 /// environment variables in lower case (e.g. `aws_endpoint`, `aws_access_key_id`). Unknown
 /// options are an error, so a typo does not silently fall back to the environment.
+///
+/// Two options are drp's own and bound how long an S3 request is retried after a transient
+/// failure (connection refused or reset, timeout, 5xx, 429), with exponential backoff and
+/// jitter (100 ms doubling up to 15 s): `drp_max_retries` (a count, default 10) and
+/// `drp_retry_timeout` (a duration such as `30s` or `3m`, default 3m; no retry starts after
+/// it). Permanent errors (403, 404, ...) are never retried.
 pub fn open_store_with<I, K, V>(url: &str, options: I) -> Result<Arc<dyn BackupStore>, StoreError>
 where
     I: IntoIterator<Item = (K, V)>,
@@ -174,14 +182,38 @@ where
                 .filter(|b| !b.is_empty())
                 .ok_or_else(|| invalid("no bucket name".into()))?;
             let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            let mut retry = RetryConfig::default();
             for (key, value) in options {
+                match key.to_ascii_lowercase().as_str() {
+                    "drp_max_retries" => {
+                        retry.max_retries = value.trim().parse().map_err(|_| {
+                            invalid(format!(
+                                "option drp_max_retries: {value:?} is not a count of retries"
+                            ))
+                        })?;
+                        continue;
+                    }
+                    "drp_retry_timeout" => {
+                        retry.retry_timeout = parse_duration(&value).ok_or_else(|| {
+                            invalid(format!(
+                                "option drp_retry_timeout: {value:?} is not a duration \
+                                 (e.g. 30s, 3m, 500ms)"
+                            ))
+                        })?;
+                        continue;
+                    }
+                    _ => {}
+                }
                 let config_key = key
                     .to_ascii_lowercase()
                     .parse()
                     .map_err(|_| invalid(format!("unknown S3 option {key:?}")))?;
                 builder = builder.with_config(config_key, value);
             }
-            let s3 = builder.build().map_err(|e| invalid(e.to_string()))?;
+            let s3 = builder
+                .with_retry(retry)
+                .build()
+                .map_err(|e| invalid(e.to_string()))?;
             let prefix = parsed.path().trim_matches('/');
             if prefix.is_empty() {
                 Arc::new(s3)
@@ -205,6 +237,24 @@ where
         url: url.trim_end_matches('/').to_string(),
         part_size,
     }))
+}
+
+/// `500ms`, `30s`, `3m`, `1h` (one number and one unit).
+fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let millis = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_millis(
+        number.checked_mul(millis)?,
+    ))
 }
 
 /// A [`BackupStore`] on any object_store backend.
