@@ -119,6 +119,27 @@ impl S3Server {
         .collect()
     }
 
+    /// The server's `127.0.0.1:PORT` (e.g. for a fault proxy in front of it).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The keys of the multipart uploads started in the bucket and neither completed nor
+    /// aborted (S3 ListMultipartUploads, `GET /BUCKET?uploads`, unsigned: moto accepts it).
+    pub fn incomplete_uploads(&self) -> Vec<String> {
+        let path = format!("/{}?uploads", self.bucket);
+        let (status, body) = http_request_full(self.addr, "GET", &path)
+            .unwrap_or_else(|e| panic!("listing multipart uploads: {e}"));
+        assert_eq!(status, 200, "listing multipart uploads: {body}");
+        body.split("<Upload>")
+            .skip(1)
+            .filter_map(|upload| {
+                let key = upload.split_once("<Key>")?.1.split_once("</Key>")?.0;
+                Some(key.to_owned())
+            })
+            .collect()
+    }
+
     /// Path of the server's log file (stdout and stderr of moto_server).
     pub fn log_path(&self) -> &std::path::Path {
         &self.log_path
@@ -216,8 +237,15 @@ fn unique_bucket_name() -> String {
     )
 }
 
-/// One HTTP/1.1 request with an empty body; returns the status code and the response body.
+/// One HTTP/1.1 request with an empty body; returns the status code and the response body
+/// (its first 500 characters).
 fn http_request(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let (status, body) = http_request_full(addr, method, path)?;
+    Ok((status, truncate(&body, 500).to_owned()))
+}
+
+/// [`http_request`] with the whole body.
+fn http_request_full(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -242,7 +270,7 @@ fn http_request(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(
             )
         })?;
     let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-    Ok((status, truncate(body, 500).to_owned()))
+    Ok((status, body.to_owned()))
 }
 
 fn truncate(s: &str, max: usize) -> &str {
