@@ -178,6 +178,9 @@ pub struct VerifiedSnapshot {
     pub snapshot: String,
     /// Signer whose signature was checked, if trusted signers were given.
     pub verified_signer: Option<String>,
+    /// Fingerprints of the certificates its data is encrypted to: the secret key of any of
+    /// them restores it (after a key rotation, old snapshots need the old key).
+    pub recipients: Vec<String>,
     /// Sources read back, decrypted and decompressed in full.
     pub sources: Vec<RestoredSource>,
 }
@@ -697,6 +700,7 @@ impl Repository {
                 Ok(VerifiedSnapshot {
                     snapshot: id.clone(),
                     verified_signer,
+                    recipients: manifest.recipients.clone(),
                     sources,
                 })
             }
@@ -836,7 +840,11 @@ impl Repository {
             return Err(e.into());
         }
         if let Err(DecryptFailure::Key(e)) = decrypted {
-            let reason = format!("cannot decrypt: {e}");
+            // Which key it needs: after a key rotation, old snapshots need the old one.
+            let reason = format!(
+                "cannot decrypt: {e}; it needs the secret key of {}",
+                manifest.recipients.join(" or ")
+            );
             // Keys of none of the certificates the snapshot was made for: the operator's
             // mistake, not the backup's. A key the snapshot was made for that cannot open the
             // object means the object is not what the manifest says.

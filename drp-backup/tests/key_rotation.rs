@@ -63,13 +63,39 @@ async fn old_snapshots_need_the_old_key_and_new_ones_the_new_key() {
         b"after rotation\n"
     );
 
-    // The other key is the operator's mistake, named as such, not a broken backup.
-    for (key, snapshot) in [("acme-2026", &old.snapshot), ("acme-2025", &new.snapshot)] {
+    // The other key is the operator's mistake, named as such, not a broken backup; the
+    // error says which key the snapshot needs.
+    for (key, snapshot, needed) in [
+        ("acme-2026", &old.snapshot, "acme-2025"),
+        ("acme-2025", &new.snapshot, "acme-2026"),
+    ] {
         let err = restore(secret(key), snapshot, "wrong").await.unwrap_err();
         assert!(matches!(err, Error::WrongKey { .. }), "{err}");
         assert!(!err.is_integrity_failure());
+        assert!(
+            err.to_string().contains(&format!(
+                "it needs the secret key of {}",
+                cert(needed).fingerprints()[0]
+            )),
+            "{err}"
+        );
         assert!(!dir.path().join("wrong").exists());
     }
+
+    // `verify` reports which key each snapshot needs.
+    let verified = repo.verify(None, &secret("acme-2025"), None).await.unwrap();
+    assert_eq!(verified.len(), 2);
+    let (_, old_outcome) = verified.iter().find(|(id, _)| *id == old.snapshot).unwrap();
+    assert_eq!(
+        old_outcome.as_ref().unwrap().recipients,
+        cert("acme-2025").fingerprints()
+    );
+    let (_, new_outcome) = verified.iter().find(|(id, _)| *id == new.snapshot).unwrap();
+    let refused = new_outcome.as_ref().unwrap_err().to_string();
+    assert!(
+        refused.contains(&cert("acme-2026").fingerprints()[0]),
+        "{refused}"
+    );
 
     // Keep both secret keys in one file (what the plan's `secret_key` names): every snapshot
     // restores with it.

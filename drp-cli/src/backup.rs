@@ -181,6 +181,10 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
                             .as_ref()
                             .ok()
                             .and_then(|v| v.verified_signer.clone()),
+                        recipients: outcome
+                            .as_ref()
+                            .map(|v| v.recipients.clone())
+                            .unwrap_or_default(),
                     })
                     .collect();
                 print_json(&listed);
@@ -188,10 +192,11 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
                 for (id, outcome) in &outcomes {
                     match outcome {
                         Ok(verified) => println!(
-                            "ok      {id}: {} sources, {} decrypted{}",
+                            "ok      {id}: {} sources, {} decrypted{}; needs the key of {}",
                             verified.sources.len(),
                             human_bytes(verified.sources.iter().map(|s| s.plain_bytes).sum()),
-                            signer_note(verified.verified_signer.as_deref())
+                            signer_note(verified.verified_signer.as_deref()),
+                            verified.recipients.join(" or ")
                         ),
                         Err(e) => println!("FAILED  {id}: {e}"),
                     }
@@ -559,6 +564,8 @@ struct VerifyJson {
     ok: bool,
     error: Option<String>,
     verified_signer: Option<String>,
+    /// Fingerprints of the certificates it is encrypted to (which key it needs).
+    recipients: Vec<String>,
 }
 
 impl HostArgs {

@@ -365,7 +365,8 @@ impl KeyArgs {
 /// `snapshot` is an id, a unique prefix of one, `"latest"` or `"all"`. `key` is the stack's
 /// secret key (its passphrase by `passphrase_env`/`passphrase_file`); with `plan`, the plan
 /// gives the store, the key and the trusted signers. Returns one dict per snapshot, newest
-/// first: `snapshot`, `ok`, `error`, `verified_signer`, `sources`. If any snapshot fails,
+/// first: `snapshot`, `ok`, `error`, `verified_signer`, `recipients` (fingerprints of the
+/// certificates it is encrypted to: which key it needs), `sources`. If any snapshot fails,
 /// raises: with one snapshot asked for, its own error (e.g. `IntegrityError`,
 /// `DrpKeyError`); with several, `IntegrityError` whose `results` hold the per-snapshot
 /// outcomes.
@@ -407,6 +408,7 @@ pub fn backup_verify(
                     "ok": true,
                     "error": null,
                     "verified_signer": v.verified_signer,
+                    "recipients": v.recipients,
                     "sources": v.sources,
                 }),
                 Err(e) => json!({
@@ -415,6 +417,7 @@ pub fn backup_verify(
                     "error": e.to_string(),
                     "error_class": crate::errors::backup_class(e),
                     "verified_signer": null,
+                    "recipients": [],
                     "sources": [],
                 }),
             })

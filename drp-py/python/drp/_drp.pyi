@@ -120,7 +120,8 @@ def backup_verify(
 ) -> List[_Json]:
     """Reads snapshots (an id, a unique prefix, ``"latest"`` or ``"all"``) back in full and
     writes nothing. Returns per snapshot, newest first: ``snapshot``, ``ok``, ``error``,
-    ``verified_signer``, ``sources``.
+    ``verified_signer``, ``recipients`` (fingerprints of the certificates it is encrypted
+    to: which key it needs), ``sources``.
 
     Raises:
         drp.errors.IntegrityError: data or manifest refused (``results`` holds the

@@ -48,6 +48,7 @@ def test_round_trip_create_list_verify_restore(store, keys, site, tmp_path):
     )
     assert [(v["snapshot"], v["ok"]) for v in verified] == [(created["snapshot"], True)]
     assert verified[0]["verified_signer"]
+    assert verified[0]["recipients"] == created["recipients"]
 
     report = drp.backup_restore(
         store, "acme", keys / "acme.sec.asc", to=tmp_path / "restored",
