@@ -224,7 +224,8 @@ enum Expected {
     Pattern(String),
 }
 
-/// A parsed condition. `Display` gives back the text it was parsed from.
+/// A parsed condition. `Display` gives back the text it was parsed from, without the white
+/// space around it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Condition {
     text: String,
@@ -296,7 +297,7 @@ impl Condition {
         self.operator
     }
 
-    /// The text it was parsed from.
+    /// The text it was parsed from, without the white space around it.
     pub fn as_str(&self) -> &str {
         &self.text
     }

@@ -419,3 +419,11 @@ fn quoted_values_keep_spaces_and_escapes() {
     let o = http(200, r#"{"message":"all \"good\", really"}"#, 0);
     assert!(holds(r#"[BODY].message == "all \"good\", really""#, &o));
 }
+
+#[test]
+fn the_text_given_back_is_trimmed() {
+    // Found by the fuzz target `condition`, whose first check expected the text untrimmed.
+    let condition = Condition::parse("  [BODY].db.ok == t[BODY].db.okr \n").unwrap();
+    assert_eq!(condition.as_str(), "[BODY].db.ok == t[BODY].db.okr");
+    assert_eq!(condition.to_string(), condition.as_str());
+}
