@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use drp_backup::{BackupStore, BackupStoreExt, StoreError};
 use drp_monitor::{HealthProbe, Monitor, Notifications, RetryPolicy, StackRef};
-use drp_provision::{Fault, Transport};
+use drp_provision::{Fault, FaultError, Transport};
 use rand::seq::IndexedRandom;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -533,6 +533,7 @@ impl Drill {
         }))
         .await;
         let mut failures = Vec::new();
+        let mut unreachable = true;
         for (host, result, time) in &results {
             match result {
                 Ok(()) => {
@@ -551,7 +552,10 @@ impl Drill {
                     ))
                     .await;
                 }
-                Err(e) => failures.push(redact(&format!("{}: {e}", host.name), &r.secrets)),
+                Err(e) => {
+                    unreachable &= matches!(e, FaultError::Transport { .. });
+                    failures.push(redact(&format!("{}: {e}", host.name), &r.secrets));
+                }
             }
         }
         if !failures.is_empty() {
@@ -566,7 +570,10 @@ impl Drill {
                 rec.finished_at = Some(jiff::Timestamp::now());
             })
             .await;
-            return Err(DrillError::Inject(failures.join("; ")));
+            return Err(DrillError::Inject {
+                problems: failures.join("; "),
+                unreachable,
+            });
         }
         let t0 = results
             .iter()
@@ -1054,9 +1061,11 @@ pub async fn revert_drill(
     let mut record = load_record(store.as_ref(), id).await?;
     let fault = Fault::new(record.fault_spec.clone(), id);
     let mut problems = Vec::new();
+    let mut unreachable = true;
     for target in &mut record.targets {
         let Some(host) = plan.host(&target.host) else {
             problems.push(format!("{}: not in the plan any more", target.host));
+            unreachable = false;
             continue;
         };
         match fault.revert(host.transport().as_ref()).await {
@@ -1066,7 +1075,10 @@ pub async fn revert_drill(
                     target.reverted_by = Some("hand (drp drill revert)".into());
                 }
             }
-            Err(e) => problems.push(format!("{}: {e}", target.host)),
+            Err(e) => {
+                unreachable &= matches!(e, FaultError::Transport { .. });
+                problems.push(format!("{}: {e}", target.host));
+            }
         }
     }
     let secrets = crate::recover::plan_secrets(plan);
@@ -1099,6 +1111,7 @@ pub async fn revert_drill(
         Err(DrillError::Revert {
             drill: id.to_string(),
             problems,
+            unreachable,
         })
     }
 }
