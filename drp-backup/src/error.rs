@@ -7,6 +7,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::host::HostError;
 use crate::keys::KeyError;
 use crate::store::StoreError;
 
@@ -31,11 +32,13 @@ pub enum Error {
     #[error("invalid source {spec:?}: {reason}")]
     InvalidSourceSpec { spec: String, reason: String },
     /// Reading a source failed while backing it up; nothing of the snapshot was committed.
+    /// `message`'s source, if any, is why the host failed (e.g. it could not be reached).
     #[error("stack {stack}, source {source_name}: {message}")]
     SourceFailed {
         stack: String,
         source_name: String,
-        message: String,
+        #[source]
+        message: HostError,
     },
     /// The stack has no snapshot (or none with this id).
     #[error("stack {stack}: {message}")]
@@ -82,9 +85,14 @@ pub enum Error {
         snapshot: String,
         available: String,
     },
-    /// The restore target cannot be used; nothing was written.
+    /// The restore target cannot be used; nothing was written. `reason`'s source, if any, is
+    /// why the host failed (e.g. it could not be reached).
     #[error("restore target {}: {reason}", path.display())]
-    Target { path: PathBuf, reason: String },
+    Target {
+        path: PathBuf,
+        #[source]
+        reason: HostError,
+    },
     /// A retention policy that would keep nothing.
     #[error("retention policy keeps nothing: give at least one --keep-* option")]
     EmptyRetentionPolicy,

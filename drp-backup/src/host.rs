@@ -5,6 +5,7 @@
 //! methods are blocking: the backup and restore pipelines call them from their own threads.
 
 use std::collections::HashSet;
+use std::error::Error as StdError;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
@@ -28,10 +29,63 @@ pub struct Staging {
     pub created_target: bool,
 }
 
+/// Why a [`Host`] operation failed: a message that says what failed and where, and, when the
+/// failure has a cause that callers tell apart, that error as its
+/// [`source`](std::error::Error::source) (drp-core's remote hosts give their transport's
+/// error when the host could not be reached or the connection was lost, so that a frontend
+/// can report it as such). The message already says everything: the source is for matching
+/// on, not for printing again.
+#[derive(Debug)]
+pub struct HostError {
+    message: String,
+    cause: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+impl HostError {
+    /// A failure with nothing below it worth keeping.
+    pub fn new(message: impl Into<String>) -> Self {
+        HostError {
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// A failure caused by `cause` (its text is part of `message`).
+    pub fn caused_by(
+        message: impl Into<String>,
+        cause: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        HostError {
+            message: message.into(),
+            cause: Some(cause.into()),
+        }
+    }
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for HostError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|cause| cause as &(dyn StdError + 'static))
+    }
+}
+
+impl From<String> for HostError {
+    fn from(message: String) -> Self {
+        HostError::new(message)
+    }
+}
+
 /// Where sources are read and restored data is written.
 pub trait Host: Send + Sync + fmt::Debug + fmt::Display {
     /// How a path source will be stored: a directory or a regular file; else why not.
-    fn path_kind(&self, path: &Path) -> Result<SourceKind, String>;
+    fn path_kind(&self, path: &Path) -> Result<SourceKind, HostError>;
 
     /// Writes a source's bytes (a tar stream for a directory) into `out`. A command that exits
     /// non-zero is an error carrying its status and the tail of its standard error.
@@ -40,11 +94,11 @@ pub trait Host: Send + Sync + fmt::Debug + fmt::Display {
         origin: &SourceOrigin,
         kind: SourceKind,
         out: &mut dyn Write,
-    ) -> Result<(), String>;
+    ) -> Result<(), HostError>;
 
     /// Refuses if any `target/NAME` exists, creates `target` if missing, and makes a new,
     /// empty staging directory inside it.
-    fn prepare_restore(&self, target: &Path, names: &[&str]) -> Result<Staging, String>;
+    fn prepare_restore(&self, target: &Path, names: &[&str]) -> Result<Staging, HostError>;
 
     /// Writes one source's plaintext, read to the end, to `path` (inside the staging
     /// directory): a tar stream is extracted into the new directory `path`, anything else
@@ -54,7 +108,7 @@ pub trait Host: Send + Sync + fmt::Debug + fmt::Display {
 
     /// Moves `staging.dir/NAME` to `staging.target/NAME` for every name, then removes the
     /// staging directory.
-    fn commit_restore(&self, staging: &Staging, names: &[&str]) -> Result<(), String>;
+    fn commit_restore(&self, staging: &Staging, names: &[&str]) -> Result<(), HostError>;
 
     /// Removes the staging directory, and the target if it was created for this restore and
     /// is empty again. Best effort: it runs on the way out of a failure.
@@ -77,17 +131,17 @@ impl fmt::Display for LocalHost {
 }
 
 impl Host for LocalHost {
-    fn path_kind(&self, path: &Path) -> Result<SourceKind, String> {
+    fn path_kind(&self, path: &Path) -> Result<SourceKind, HostError> {
         let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
         if meta.is_dir() {
             Ok(SourceKind::Directory)
         } else if meta.is_file() {
             Ok(SourceKind::File)
         } else {
-            Err(format!(
+            Err(HostError::new(format!(
                 "{}: neither a directory nor a regular file",
                 path.display()
-            ))
+            )))
         }
     }
 
@@ -96,30 +150,32 @@ impl Host for LocalHost {
         origin: &SourceOrigin,
         kind: SourceKind,
         out: &mut dyn Write,
-    ) -> Result<(), String> {
+    ) -> Result<(), HostError> {
+        let failed = |path: &Path, e: io::Error| HostError::new(format!("{}: {e}", path.display()));
         match (origin, kind) {
             (SourceOrigin::Path(path), SourceKind::Directory) => {
-                archive_directory(path, out).map_err(|e| format!("{}: {e}", path.display()))
+                archive_directory(path, out).map_err(|e| failed(path, e))
             }
             (SourceOrigin::Path(path), _) => {
-                let mut file =
-                    std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let mut file = std::fs::File::open(path).map_err(|e| failed(path, e))?;
                 io::copy(&mut file, out)
                     .map(drop)
-                    .map_err(|e| format!("{}: {e}", path.display()))
+                    .map_err(|e| failed(path, e))
             }
-            (SourceOrigin::Command(command), _) => run_command(command, out),
+            (SourceOrigin::Command(command), _) => {
+                run_command(command, out).map_err(HostError::new)
+            }
         }
     }
 
-    fn prepare_restore(&self, target: &Path, names: &[&str]) -> Result<Staging, String> {
+    fn prepare_restore(&self, target: &Path, names: &[&str]) -> Result<Staging, HostError> {
         for name in names {
             let destination = target.join(name);
             if destination.symlink_metadata().is_ok() {
-                return Err(format!(
+                return Err(HostError::new(format!(
                     "{} already exists; restore into another directory or move it away first",
                     destination.display()
-                ));
+                )));
             }
         }
         let created_target = !target.exists();
@@ -159,21 +215,21 @@ impl Host for LocalHost {
         Ok(())
     }
 
-    fn commit_restore(&self, staging: &Staging, names: &[&str]) -> Result<(), String> {
+    fn commit_restore(&self, staging: &Staging, names: &[&str]) -> Result<(), HostError> {
         for name in names {
             let destination = staging.target.join(name);
             if destination.symlink_metadata().is_ok() {
-                return Err(format!(
+                return Err(HostError::new(format!(
                     "{} appeared during the restore; the restored data was left in {}",
                     destination.display(),
                     staging.dir.display()
-                ));
+                )));
             }
             std::fs::rename(staging.dir.join(name), &destination)
                 .map_err(|e| format!("moving {name} into place: {e}"))?;
         }
         std::fs::remove_dir(&staging.dir)
-            .map_err(|e| format!("removing {}: {e}", staging.dir.display()))
+            .map_err(|e| HostError::new(format!("removing {}: {e}", staging.dir.display())))
     }
 
     fn discard_restore(&self, staging: &Staging) {
@@ -600,9 +656,10 @@ mod tests {
             .read_source(&origin, SourceKind::Command, &mut out)
             .unwrap_err();
         assert_eq!(
-            err,
+            err.to_string(),
             "the command failed (exit status 3): connection refused"
         );
+        assert!(err.source().is_none());
         assert_eq!(out, b"partial\n");
     }
 
@@ -729,6 +786,6 @@ mod tests {
         assert_eq!(std::fs::read_dir(&target).unwrap().count(), 1);
 
         let err = LocalHost.prepare_restore(&target, &["a"]).unwrap_err();
-        assert!(err.contains("already exists"), "{err}");
+        assert!(err.to_string().contains("already exists"), "{err}");
     }
 }

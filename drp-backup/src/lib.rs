@@ -21,7 +21,7 @@ pub mod source;
 pub mod store;
 
 pub use error::{Error, Result};
-pub use host::{Host, LocalHost, Staging, UnsafeEntry};
+pub use host::{Host, HostError, LocalHost, Staging, UnsafeEntry};
 pub use keys::{KeyError, Passphrase, Recipients, SecretKeys, Signer, TrustedSigners};
 pub use manifest::{Manifest, SourceKind, SourceRecord};
 pub use repo::{

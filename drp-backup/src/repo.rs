@@ -15,7 +15,7 @@ use tokio::task::spawn_blocking;
 
 use crate::crypto;
 use crate::error::{Error, Result};
-use crate::host::{Host, LocalHost, UnsafeEntry};
+use crate::host::{Host, HostError, LocalHost, UnsafeEntry};
 use crate::keys::{Recipients, SecretKeys, Signer, TrustedSigners};
 use crate::manifest::{
     Layout, MANIFEST_FORMAT, Manifest, SourceKind, SourceRecord, is_snapshot_id, new_snapshot_id,
@@ -627,7 +627,7 @@ impl Repository {
         let names: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
         let target_error = {
             let path = target.clone();
-            move |reason: String| Error::Target {
+            move |reason: HostError| Error::Target {
                 path: path.clone(),
                 reason,
             }

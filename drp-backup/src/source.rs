@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::host::Host;
+use crate::host::{Host, HostError};
 use crate::manifest::{SourceKind, validate_name};
 
 /// Where a source's bytes come from.
@@ -37,7 +37,7 @@ impl SourceSpec {
     }
 
     /// The error for this source failing in `stack`.
-    pub(crate) fn failed(&self, stack: &str, message: String) -> Error {
+    pub(crate) fn failed(&self, stack: &str, message: HostError) -> Error {
         Error::SourceFailed {
             stack: stack.to_string(),
             source_name: self.name.clone(),

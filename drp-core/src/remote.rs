@@ -8,14 +8,19 @@
 //!
 //! The [`Host`] methods are blocking (the backup pipeline calls them from its own threads);
 //! they drive the async transport with the runtime handle captured at construction.
+//!
+//! When the transport itself fails (the host cannot be reached, authentication or host-key
+//! checking fails, the connection is lost), the error keeps the [`TransportError`] as its
+//! source, behind the same message; [`transport_cause`] finds it.
 
+use std::error::Error as StdError;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use drp_backup::host::{STDERR_TAIL, Staging, failure_message};
-use drp_backup::{Host, SourceKind, SourceOrigin};
+use drp_backup::{Host, HostError, SourceKind, SourceOrigin};
 use drp_provision::{
     ExitStatus, RemoteChild, RunOptions, Transport, TransportError, TransportExt, shell_quote,
 };
@@ -44,7 +49,7 @@ impl TransportHost {
 
     /// Runs a short script to completion. Its stdout if it exits 0; otherwise its standard
     /// error (which the scripts here use for their messages), prefixed with the host.
-    fn run(&self, script: &str) -> Result<String, String> {
+    fn run(&self, script: &str) -> Result<String, HostError> {
         let options = RunOptions {
             check: false,
             ..RunOptions::default()
@@ -52,25 +57,25 @@ impl TransportHost {
         let out = self
             .runtime
             .block_on(self.transport.run_with(script, &options))
-            .map_err(|e| e.to_string())?;
+            .map_err(transport_failure)?;
         if out.status.success() {
             Ok(out.stdout_str())
         } else {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            Err(format!(
+            Err(HostError::new(format!(
                 "{}: {} ({})",
                 self.transport,
                 stderr.trim(),
                 out.status
-            ))
+            )))
         }
     }
 
-    fn spawn(&self, command: &str) -> io::Result<Spawned> {
+    fn spawn(&self, command: &str) -> Result<Spawned, HostError> {
         let mut child = self
             .runtime
             .block_on(self.transport.spawn(command))
-            .map_err(transport_io)?;
+            .map_err(transport_failure)?;
         let mut stderr = std::mem::replace(&mut child.stderr, Box::new(tokio::io::empty()));
         let stderr = self.runtime.spawn(async move {
             let mut tail = Vec::new();
@@ -92,7 +97,7 @@ impl TransportHost {
     /// Streams `plain` into `command`'s stdin. A read error kills the command before its
     /// stdin closes, so it never sees the end of bad data.
     fn feed(&self, command: &str, what: &str, plain: &mut dyn Read) -> io::Result<()> {
-        let Spawned { mut child, stderr } = self.spawn(command)?;
+        let Spawned { mut child, stderr } = self.spawn(command).map_err(io::Error::other)?;
         let mut stdin = child.stdin.take().expect("a spawned command has stdin");
         // Output goes nowhere, but must be read so the command never blocks on it.
         let mut stdout = std::mem::replace(&mut child.stdout, Box::new(tokio::io::empty()));
@@ -100,25 +105,31 @@ impl TransportHost {
             .runtime
             .spawn(async move { tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await });
         let mut buf = vec![0u8; CHUNK];
-        let fed: io::Result<()> = loop {
+        // The input's own errors go back as they are; the command's are its writing failures.
+        let fed: Result<(), (io::Error, bool)> = loop {
             let n = match plain.read(&mut buf) {
                 Ok(0) => break Ok(()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => break Err(e),
+                Err(e) => break Err((e, false)),
             };
             if let Err(e) = self.runtime.block_on(stdin.write_all(&buf[..n])) {
-                break Err(io::Error::other(format!(
-                    "{}: {what} stopped reading its input: {e}",
-                    self.transport
-                )));
+                break Err((e, true));
             }
         };
-        if let Err(e) = fed {
+        if let Err((e, writing)) = fed {
             let _ = self.runtime.block_on(child.kill());
             drop(stdin);
-            let _ = self.runtime.block_on(child.wait());
-            return Err(e);
+            let waited = self.runtime.block_on(child.wait());
+            if !writing {
+                return Err(e);
+            }
+            let message = format!("{}: {what} stopped reading its input: {e}", self.transport);
+            return Err(io::Error::other(match waited {
+                // The connection is gone: that is why the command stopped reading.
+                Err(lost) => HostError::caused_by(message, lost),
+                Ok(_) => HostError::new(message),
+            }));
         }
         self.runtime.block_on(stdin.shutdown()).map_err(|e| {
             io::Error::other(format!("{}: closing {what}'s input: {e}", self.transport))
@@ -136,8 +147,35 @@ struct Spawned {
     stderr: JoinHandle<Vec<u8>>,
 }
 
+/// The transport failed: its message, and the error itself as the source.
+fn transport_failure(e: TransportError) -> HostError {
+    HostError::caused_by(e.to_string(), e)
+}
+
+/// The same as an I/O error (whose message is the transport error's, and which carries it).
 fn transport_io(e: TransportError) -> io::Error {
-    io::Error::other(e.to_string())
+    io::Error::other(e)
+}
+
+/// The transport failure behind `error`, if its chain of sources has one: the host could not
+/// be reached or used (connection refused, unreachable, timed out, authentication or host-key
+/// checking failed, bad SSH settings) or the connection was lost. A command that ran on the
+/// host and failed is not one. Frontends use it to report these failures as such (drp-py's
+/// `drp.errors.TransportError`); messages are unchanged by it.
+pub fn transport_cause<'e>(error: &'e (dyn StdError + 'static)) -> Option<&'e TransportError> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(transport) = e.downcast_ref::<TransportError>() {
+            return (!matches!(transport, TransportError::CommandFailed { .. }))
+                .then_some(transport);
+        }
+        // `io::Error::source` skips the error an I/O error carries: look at that one first.
+        next = match e.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+            Some(carried) => Some(carried as &(dyn StdError + 'static)),
+            None => e.source(),
+        };
+    }
+    None
 }
 
 fn check_status(
@@ -167,7 +205,7 @@ impl fmt::Display for TransportHost {
 }
 
 impl Host for TransportHost {
-    fn path_kind(&self, path: &Path) -> Result<SourceKind, String> {
+    fn path_kind(&self, path: &Path) -> Result<SourceKind, HostError> {
         let p = quote(path);
         let script = format!(
             "if [ -d {p} ]; then echo directory; elif [ -f {p} ]; then echo file; \
@@ -176,16 +214,16 @@ impl Host for TransportHost {
         match self.run(&script)?.trim() {
             "directory" => Ok(SourceKind::Directory),
             "file" => Ok(SourceKind::File),
-            "other" => Err(format!(
+            "other" => Err(HostError::new(format!(
                 "{}:{}: neither a directory nor a regular file",
                 self.transport,
                 path.display()
-            )),
-            _ => Err(format!(
+            ))),
+            _ => Err(HostError::new(format!(
                 "{}:{}: No such file or directory",
                 self.transport,
                 path.display()
-            )),
+            ))),
         }
     }
 
@@ -194,7 +232,7 @@ impl Host for TransportHost {
         origin: &SourceOrigin,
         kind: SourceKind,
         out: &mut dyn Write,
-    ) -> Result<(), String> {
+    ) -> Result<(), HostError> {
         let (command, what) = match (origin, kind) {
             (SourceOrigin::Path(path), SourceKind::Directory) => {
                 (format!("tar -cf - -C {} .", quote(path)), "tar")
@@ -202,7 +240,7 @@ impl Host for TransportHost {
             (SourceOrigin::Path(path), _) => (format!("cat {}", quote(path)), "cat"),
             (SourceOrigin::Command(command), _) => (command.clone(), "the command"),
         };
-        let Spawned { mut child, stderr } = self.spawn(&command).map_err(|e| e.to_string())?;
+        let Spawned { mut child, stderr } = self.spawn(&command)?;
         drop(child.stdin.take());
         let mut buf = vec![0u8; CHUNK];
         let copied: io::Result<()> = loop {
@@ -223,13 +261,13 @@ impl Host for TransportHost {
         let status = self
             .runtime
             .block_on(child.wait())
-            .map_err(|e| e.to_string())?;
+            .map_err(transport_failure)?;
         let tail = self.runtime.block_on(stderr).unwrap_or_default();
         copied.map_err(|e| format!("{}: reading the output of {what}: {e}", self.transport))?;
-        check_status(&self.transport, what, &status, &tail)
+        check_status(&self.transport, what, &status, &tail).map_err(HostError::new)
     }
 
-    fn prepare_restore(&self, target: &Path, names: &[&str]) -> Result<Staging, String> {
+    fn prepare_restore(&self, target: &Path, names: &[&str]) -> Result<Staging, HostError> {
         let t = quote(target);
         let checks: String = names
             .iter()
@@ -247,10 +285,10 @@ impl Host for TransportHost {
         );
         let out = self.run(&script)?;
         let (created, dir) = out.trim().split_once(' ').ok_or_else(|| {
-            format!(
+            HostError::new(format!(
                 "{}: unexpected answer {out:?} while preparing the restore",
                 self.transport
-            )
+            ))
         })?;
         Ok(Staging {
             target: target.to_path_buf(),
@@ -276,7 +314,7 @@ impl Host for TransportHost {
         }
     }
 
-    fn commit_restore(&self, staging: &Staging, names: &[&str]) -> Result<(), String> {
+    fn commit_restore(&self, staging: &Staging, names: &[&str]) -> Result<(), HostError> {
         let moves: String = names
             .iter()
             .map(|name| {

@@ -1,6 +1,6 @@
 //! Backups read on one SSH host and restored onto another, through real OpenSSH sshd servers
 //! on loopback: streamed end to end, byte-identical, and bad data refused on the remote side
-//! too.
+//! too; a host that cannot be reached or trusted is a transport failure behind the error.
 
 #[path = "../../drp-provision/tests/support/sshd.rs"]
 mod sshd;
@@ -12,19 +12,25 @@ use std::sync::Arc;
 
 use drp_core::backup::keys::generate_key;
 use drp_core::backup::{
-    CreateOptions, Host, Recipients, Repository, RestoreDestination, RestoreOptions, SecretKeys,
-    SourceSpec, open_store,
+    CreateOptions, Error, Host, Recipients, Repository, RestoreDestination, RestoreOptions,
+    SecretKeys, SourceSpec, open_store,
 };
-use drp_core::provision::{SshOptions, SshTransport};
-use drp_core::remote::TransportHost;
+use drp_core::provision::{SshOptions, SshTransport, TransportError};
+use drp_core::remote::{TransportHost, transport_cause};
 use sshd::Sshd;
 
 fn host(server: &Sshd) -> Arc<dyn Host> {
+    host_at(server, server.port(), &server.known_hosts())
+}
+
+/// `server`'s user and client key, at `port` of 127.0.0.1, checked against `known_hosts`.
+fn host_at(server: &Sshd, port: u16, known_hosts: &Path) -> Arc<dyn Host> {
     let options = SshOptions::new("127.0.0.1")
-        .with_port(server.port())
+        .with_port(port)
         .with_user(server.user())
         .with_identity_file(server.client_key())
-        .with_known_hosts(server.known_hosts());
+        .with_known_hosts(known_hosts)
+        .with_connect_timeout(std::time::Duration::from_secs(5));
     Arc::new(TransportHost::new(Arc::new(SshTransport::new(options))))
 }
 
@@ -228,4 +234,154 @@ async fn remote_sources_that_fail_name_the_host_and_commit_nothing() {
         );
     }
     assert!(s.repo.snapshots().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_cannot_be_reached_or_trusted_is_a_transport_failure_behind_the_error() {
+    let a = Sshd::start();
+    let s = Setup::new();
+    let www = s.sample();
+    let spec = || -> SourceSpec { format!("www={}", www.display()).parse().unwrap() };
+    let nothing_listens = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let refusing = host_at(&a, nothing_listens, &a.known_hosts());
+    let unknown_key = {
+        fs::write(s.path("known_hosts.empty"), "").unwrap();
+        host_at(&a, a.port(), &s.path("known_hosts.empty"))
+    };
+
+    // Reading the sources: the source's error, with the transport's as its cause; the
+    // message is the source's, naming the transport's failure once.
+    for (unreachable, expected) in [
+        (&refusing, "connection refused"),
+        (&unknown_key, "host key"),
+    ] {
+        let mut options = CreateOptions::new(vec![spec()], s.recipients.clone());
+        options.host = unreachable.clone();
+        let err = s.repo.create(options).await.unwrap_err();
+        assert!(matches!(err, Error::SourceFailed { .. }), "{err}");
+        let cause = transport_cause(&err).expect("a transport failure");
+        assert!(cause.to_string().contains(expected), "{cause}");
+        assert_eq!(err.to_string(), format!("stack acme, source www: {cause}"));
+    }
+    assert!(s.repo.snapshots().await.unwrap().is_empty());
+
+    // Restoring into a directory (the target's error) or a command (an I/O error carrying
+    // the transport's): the same.
+    let mut options = CreateOptions::new(vec![spec()], s.recipients.clone());
+    options.host = host(&a);
+    s.repo.create(options).await.unwrap();
+    let target = s.path("restored");
+    let mut options = RestoreOptions::new(
+        s.keys.clone(),
+        RestoreDestination::Directory(target.clone()),
+    );
+    options.host = refusing.clone();
+    let err = s.repo.restore(options).await.unwrap_err();
+    assert!(matches!(err, Error::Target { .. }), "{err}");
+    let cause = transport_cause(&err).expect("a transport failure");
+    assert!(
+        matches!(cause, TransportError::ConnectionRefused { .. }),
+        "{cause:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("restore target {}: {cause}", target.display())
+    );
+    let mut options =
+        RestoreOptions::new(s.keys.clone(), RestoreDestination::Command("cat".into()));
+    options.host = refusing;
+    let err = s.repo.restore(options).await.unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    let cause = transport_cause(&err).expect("a transport failure");
+    assert!(err.to_string().ends_with(&cause.to_string()), "{err}");
+    assert!(!target.exists());
+
+    // A command that ran on the host and failed is not one.
+    let mut options = CreateOptions::new(
+        vec![
+            "db=cmd:echo 'FATAL: role missing' >&2; exit 5"
+                .parse()
+                .unwrap(),
+        ],
+        s.recipients.clone(),
+    );
+    options.host = host(&a);
+    let err = s.repo.create(options).await.unwrap_err();
+    assert!(matches!(err, Error::SourceFailed { .. }), "{err}");
+    assert!(transport_cause(&err).is_none(), "{err}");
+}
+
+/// Kills, by pid, the processes `server`'s sshd forked for its connections (its listener
+/// stays): every connection to it is cut as a failing network would.
+fn cut_connections(server: &Sshd) -> usize {
+    let listener = fs::read_to_string(server.dir().join("sshd.pid")).unwrap();
+    let listener = listener.trim();
+    let mut cut = 0;
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        if after_comm.split(' ').nth(1) == Some(listener) {
+            let pid = entry.file_name().into_string().unwrap();
+            Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+            cut += 1;
+        }
+    }
+    cut
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_mid_stream_is_a_transport_failure() {
+    let a = Sshd::start();
+    let s = Setup::new();
+
+    // A backup whose source is still being read when the connection goes.
+    let mut options = CreateOptions::new(
+        vec!["db=cmd:echo begin; sleep 5; echo end".parse().unwrap()],
+        s.recipients.clone(),
+    );
+    options.host = host(&a);
+    let (err, cut) = tokio::join!(s.repo.create(options), cut_soon(&a));
+    assert!(cut > 0, "no connection to cut");
+    let err = err.unwrap_err();
+    assert!(matches!(err, Error::SourceFailed { .. }), "{err}");
+    let cause = transport_cause(&err).expect("a transport failure");
+    assert!(cause.to_string().contains("connection lost"), "{cause}");
+    assert!(err.to_string().ends_with(&cause.to_string()), "{err}");
+    assert!(s.repo.snapshots().await.unwrap().is_empty());
+
+    // A restore into a command that is still being fed when the connection goes: 16 MB
+    // that it does not read yet, far more than the SSH window and the pipes hold.
+    let options = CreateOptions::new(
+        vec!["zeros=cmd:head -c 16000000 /dev/zero".parse().unwrap()],
+        s.recipients.clone(),
+    );
+    s.repo.create(options).await.unwrap();
+    let mut options = RestoreOptions::new(
+        s.keys.clone(),
+        RestoreDestination::Command("sleep 5; cat > /dev/null".into()),
+    );
+    options.host = host(&a);
+    let (err, cut) = tokio::join!(s.repo.restore(options), cut_soon(&a));
+    assert!(cut > 0, "no connection to cut");
+    let err = err.unwrap_err();
+    // The message says what the restore saw (its command's input closed); the cause, why.
+    assert!(
+        err.to_string().contains("stopped reading its input"),
+        "{err}"
+    );
+    let cause = transport_cause(&err).expect("a transport failure");
+    assert!(cause.to_string().contains("connection lost"), "{cause}");
+}
+
+/// [`cut_connections`] after a second and a half (while a stream is going).
+async fn cut_soon(server: &Sshd) -> usize {
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    cut_connections(server)
 }

@@ -2,15 +2,17 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use drp_core::backup::manifest::validate_name;
 use drp_core::backup::{
-    BackupStore, CreateOptions, Manifest, Recipients, Repository, RestoreDestination,
+    BackupStore, CreateOptions, Host, Manifest, Recipients, Repository, RestoreDestination,
     RestoreOptions, RetentionPolicy, SecretKeys, Signer, SnapshotSelector, SourceOrigin,
     SourceSpec, TrustedSigners, open_store,
 };
 use drp_core::backup_plan::{BackupPlanError, StackBackup};
 use drp_core::plan::CheckOptions;
+use drp_core::provision::{HostKeyChecking, PassphraseSource, SshOptions, SshTarget};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use serde_json::{Value, json};
@@ -96,6 +98,104 @@ fn source_specs(sources: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     sources.extract()
 }
 
+/// `host=`: the machine over SSH where a backup reads its sources or a restore writes, as
+/// `drp backup --host` and its flags give it: `"[USER@]HOST[:PORT]"`, or a dict with that
+/// `address` and the SSH settings of a plan's host (`ssh_key`, `ssh_passphrase_env`,
+/// `ssh_passphrase_file`, `known_hosts`, `host_key_checking`: `strict` (default),
+/// `accept-new` or `off`, `connect_timeout` in seconds, default 10).
+#[derive(Debug, Default)]
+struct HostArg {
+    address: String,
+    ssh_key: Option<PathBuf>,
+    ssh_passphrase_env: Option<String>,
+    ssh_passphrase_file: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
+    host_key_checking: Option<String>,
+    connect_timeout: Option<f64>,
+}
+
+impl HostArg {
+    const FIELDS: &str = "address, ssh_key, ssh_passphrase_env, ssh_passphrase_file, \
+                          known_hosts, host_key_checking, connect_timeout";
+
+    fn extract(value: &Bound<'_, PyAny>) -> PyResult<HostArg> {
+        let py = value.py();
+        let Ok(dict) = value.cast::<PyDict>() else {
+            return Ok(HostArg {
+                address: value.extract()?,
+                ..HostArg::default()
+            });
+        };
+        let mut host = HostArg::default();
+        let mut address = None;
+        for (key, item) in dict.iter() {
+            let key: String = key.extract()?;
+            match key.as_str() {
+                "address" => address = Some(item.extract()?),
+                "ssh_key" => host.ssh_key = Some(item.extract()?),
+                "ssh_passphrase_env" => host.ssh_passphrase_env = Some(item.extract()?),
+                "ssh_passphrase_file" => host.ssh_passphrase_file = Some(item.extract()?),
+                "known_hosts" => host.known_hosts = Some(item.extract()?),
+                "host_key_checking" => host.host_key_checking = Some(item.extract()?),
+                "connect_timeout" => host.connect_timeout = Some(item.extract()?),
+                other => {
+                    return Err(Failure::invalid(format!(
+                        "host: unknown field {other:?} (expected {})",
+                        Self::FIELDS
+                    ))
+                    .into_pyerr(py));
+                }
+            }
+        }
+        host.address = address.ok_or_else(|| {
+            Failure::invalid("host: `address` ([USER@]HOST[:PORT]) is required").into_pyerr(py)
+        })?;
+        Ok(host)
+    }
+
+    /// The host (SSH connects on first use). Must be called inside the runtime.
+    fn resolve(&self) -> Result<Arc<dyn Host>, Failure> {
+        let target: SshTarget = self
+            .address
+            .parse()
+            .map_err(|e: drp_core::provision::ParseTargetError| Failure::invalid(e.to_string()))?;
+        let mut options = SshOptions::from_target(&target);
+        if let Some(checking) = &self.host_key_checking {
+            let checking: HostKeyChecking = checking
+                .parse()
+                .map_err(|e: String| Failure::invalid(format!("host_key_checking: {e}")))?;
+            options = options.with_host_key_checking(checking);
+        }
+        if let Some(seconds) = self.connect_timeout {
+            let timeout = Duration::try_from_secs_f64(seconds).map_err(|_| {
+                Failure::invalid(format!("connect_timeout: {seconds} is not a duration"))
+            })?;
+            options = options.with_connect_timeout(timeout);
+        }
+        if let Some(key) = &self.ssh_key {
+            options = options.with_identity_file(key);
+        }
+        match (&self.ssh_passphrase_env, &self.ssh_passphrase_file) {
+            (Some(_), Some(_)) => {
+                return Err(Failure::invalid(
+                    "give one of `ssh_passphrase_env` and `ssh_passphrase_file`",
+                ));
+            }
+            (Some(var), None) => {
+                options = options.with_passphrase(PassphraseSource::Env(var.clone()));
+            }
+            (None, Some(file)) => {
+                options = options.with_passphrase(PassphraseSource::File(file.clone()));
+            }
+            (None, None) => {}
+        }
+        if let Some(known_hosts) = &self.known_hosts {
+            options = options.with_known_hosts(known_hosts);
+        }
+        Ok(drp_core::host(Some(options)))
+    }
+}
+
 fn parse_sources(specs: &[String]) -> Result<Vec<SourceSpec>, Failure> {
     specs
         .iter()
@@ -132,13 +232,15 @@ fn snapshot_json(m: &Manifest) -> Value {
 /// like `drp backup create`. `sign_with` is the ops secret key that signs the manifest (its
 /// passphrase by `sign_passphrase_env`/`sign_passphrase_file`). With `plan=FILE` instead, the
 /// plan's stack gives the store, sources (read on the stack's host), certificates and signing
-/// key. Returns the snapshot: `stack`, `snapshot` (its id), `time`, `finished`, `signer`,
-/// `plain_bytes`, `stored_bytes` and `sources` (`name`, `kind`, `object`, `plain_bytes`,
-/// `stored_bytes`, `sha256`). On any failure nothing of the snapshot becomes visible.
+/// key. `host` reads the sources on another machine over SSH (see [`HostArg`]), as `drp
+/// backup create --host` does. Returns the snapshot: `stack`, `snapshot` (its id), `time`,
+/// `finished`, `signer`, `plain_bytes`, `stored_bytes` and `sources` (`name`, `kind`,
+/// `object`, `plain_bytes`, `stored_bytes`, `sha256`). On any failure nothing of the
+/// snapshot becomes visible; a host that cannot be reached raises `TransportError`.
 #[pyfunction]
 #[pyo3(signature = (store=None, stack=None, sources=None, recipients=None, *, plan=None,
     sign_with=None, sign_passphrase_env=None, sign_passphrase_file=None, parallelism=None,
-    compression_level=None))]
+    compression_level=None, host=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn backup_create(
     py: Python<'_>,
@@ -152,8 +254,10 @@ pub fn backup_create(
     sign_passphrase_file: Option<PathArg>,
     parallelism: Option<usize>,
     compression_level: Option<i32>,
+    host: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
     let specs = sources.map(source_specs).transpose()?;
+    let host = host.map(HostArg::extract).transpose()?;
     run(py, move || async move {
         let args = ArgsForCreate {
             specs,
@@ -161,6 +265,7 @@ pub fn backup_create(
             sign_with,
             sign_passphrase_env,
             sign_passphrase_file,
+            host,
         };
         let settings = Settings::new(store, stack, plan, &args.replaced())?;
         let repo = settings.repository()?;
@@ -183,20 +288,23 @@ struct ArgsForCreate {
     sign_with: Option<PathBuf>,
     sign_passphrase_env: Option<String>,
     sign_passphrase_file: Option<PathBuf>,
+    host: Option<HostArg>,
 }
 
 impl ArgsForCreate {
-    fn replaced(&self) -> [(&'static str, bool); 5] {
+    fn replaced(&self) -> [(&'static str, bool); 6] {
         [
             ("sources", self.specs.is_some()),
             ("recipients", self.recipients.is_some()),
             ("sign_with", self.sign_with.is_some()),
             ("sign_passphrase_env", self.sign_passphrase_env.is_some()),
             ("sign_passphrase_file", self.sign_passphrase_file.is_some()),
+            ("host", self.host.is_some()),
         ]
     }
 
-    /// Sources, recipients, signer and host: from the arguments or from the plan.
+    /// Sources, recipients, signer and host: from the arguments or from the plan. (SSH hosts
+    /// need the runtime: call it inside it.)
     fn create_options(&self, settings: &Settings) -> Result<CreateOptions, Failure> {
         if let Settings::Plan(resolved) = settings {
             return resolved.create_options().map_err(plan_error);
@@ -216,6 +324,9 @@ impl ArgsForCreate {
             self.sign_passphrase_env.as_deref(),
             self.sign_passphrase_file.as_deref(),
         )?;
+        if let Some(host) = &self.host {
+            options.host = host.resolve()?;
+        }
         Ok(options)
     }
 }
@@ -235,12 +346,12 @@ fn load_signer(
 /// What `backup_create` with the same arguments would back up, without reading or writing
 /// any data and without touching the store: checks the stack name, every source (a path must
 /// exist on the sources' host and be a directory or a file), the recipients' certificates
-/// and the signing key. Returns `stack`, `store`, `sources` (`name`, `kind`: `directory`,
-/// `file` or `command`, and `path` or `command`), `recipients` and `signer` (fingerprints).
-/// For check modes.
+/// and the signing key. Returns `stack`, `store`, `host`, `sources` (`name`, `kind`:
+/// `directory`, `file` or `command`, and `path` or `command`), `recipients` and `signer`
+/// (fingerprints). For check modes.
 #[pyfunction]
 #[pyo3(signature = (store=None, stack=None, sources=None, recipients=None, *, plan=None,
-    sign_with=None, sign_passphrase_env=None, sign_passphrase_file=None))]
+    sign_with=None, sign_passphrase_env=None, sign_passphrase_file=None, host=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn backup_preview(
     py: Python<'_>,
@@ -252,15 +363,20 @@ pub fn backup_preview(
     sign_with: Option<PathArg>,
     sign_passphrase_env: Option<String>,
     sign_passphrase_file: Option<PathArg>,
+    host: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
     let specs = sources.map(source_specs).transpose()?;
+    let host = host.map(HostArg::extract).transpose()?;
     run_blocking(py, move || {
+        // A remote host drives its transport on the shared runtime.
+        let _runtime = crate::runtime().enter();
         let args = ArgsForCreate {
             specs,
             recipients,
             sign_with,
             sign_passphrase_env,
             sign_passphrase_file,
+            host,
         };
         let settings = Settings::new(store, stack, plan, &args.replaced())?;
         let (store, stack) = match &settings {
@@ -447,14 +563,17 @@ pub fn backup_verify(
 /// `sh -c PIPE_TO`. `snapshot` is an id, a unique prefix or `"latest"`; `sources` picks
 /// sources (default all); `trust` makes an unsigned or foreign-signed manifest an
 /// `IntegrityError`; with `plan`, the plan gives the store, the key and the trusted signers.
-/// Everything is checked before anything is moved into place. Returns `snapshot`,
-/// `verified_signer` and `sources` (`name`, `kind`, `path`, `plain_bytes`).
+/// `host` restores (or pipes) on another machine over SSH (see [`HostArg`]), as `drp backup
+/// restore --host` does; a host that cannot be reached raises `TransportError`. Everything
+/// is checked before anything is moved into place. Returns `snapshot`, `verified_signer`
+/// and `sources` (`name`, `kind`, `path`, `plain_bytes`).
 #[pyfunction]
 #[pyo3(signature = (store=None, stack=None, key=None, *, plan=None, to=None, pipe_to=None,
     snapshot="latest".to_string(), sources=Vec::new(), passphrase_env=None,
-    passphrase_file=None, trust=Vec::new()),
+    passphrase_file=None, trust=Vec::new(), host=None),
     text_signature = "(store=None, stack=None, key=None, *, plan=None, to=None, pipe_to=None, \
-    snapshot='latest', sources=(), passphrase_env=None, passphrase_file=None, trust=())")]
+    snapshot='latest', sources=(), passphrase_env=None, passphrase_file=None, trust=(), \
+    host=None)")]
 #[allow(clippy::too_many_arguments)]
 pub fn backup_restore(
     py: Python<'_>,
@@ -469,7 +588,9 @@ pub fn backup_restore(
     passphrase_env: Option<String>,
     passphrase_file: Option<PathArg>,
     trust: Vec<PathArg>,
+    host: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
+    let host = host.map(HostArg::extract).transpose()?;
     run(py, move || async move {
         let destination = match (to, pipe_to) {
             (Some(dir), None) => RestoreDestination::Directory(dir),
@@ -489,6 +610,9 @@ pub fn backup_restore(
         options.snapshot = selector(&snapshot);
         options.sources = sources;
         options.trust = trust;
+        if let Some(host) = host {
+            options.host = host.resolve()?;
+        }
         Ok(repo.restore(options).await?)
     })
 }

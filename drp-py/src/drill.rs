@@ -92,7 +92,8 @@ impl DrillObserver for Watch {
 /// `checks`, ...) plus `time_to_detect_ms`, `downtime_ms`, `time_to_start_recovery_ms`,
 /// `fault_duration_ms`, `verdict`, `passed` and `report`; a drill that failed its
 /// expectations is a result. Raises `DrillError` when it could not start (`stage`
-/// `steady_state` or `inject`, `problems`, `drill`), `LockedError` when another drill runs,
+/// `steady_state` or `inject`, `problems`, `drill`; `TransportError` with the same when
+/// the hosts it could not inject on could not be reached), `LockedError` when another drill runs,
 /// `PlanError` for an unknown scenario. Ctrl-C aborts the drill and reverts the fault
 /// before the `KeyboardInterrupt` (with `drill`) is raised.
 #[pyfunction]
@@ -213,7 +214,8 @@ pub fn drill_preview(py: Python<'_>, plan: PathArg, scenario: String) -> PyResul
 /// (e.g. after its process was killed), records it (a drill left running becomes
 /// `aborted`) and frees the store for the next drill. Safe to repeat. Returns the record
 /// as `drill_run` does. Raises `RunNotFound` for an unknown drill, `DrillError` (`stage`
-/// `revert`) when some hosts could not be reverted.
+/// `revert`) when some hosts could not be reverted (`TransportError` when none of those
+/// could be reached).
 #[pyfunction]
 pub fn drill_revert(py: Python<'_>, plan: PathArg, drill_id: String) -> PyResult<Py<PyAny>> {
     run(py, move || async move {

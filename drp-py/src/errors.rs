@@ -10,6 +10,7 @@ use drp_core::executor::journal::JournalError;
 use drp_core::executor::lock::LockError;
 use drp_core::exit;
 use drp_core::recover::RecoverError;
+use drp_core::remote::transport_cause;
 use drp_core::report::ReportError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -75,9 +76,14 @@ impl Failure {
     }
 }
 
-/// The `drp.errors` class of a drp-backup error.
+/// The `drp.errors` class of a drp-backup error: `TransportError` whenever a host could not
+/// be reached or used (whatever the error reading or restoring says around it), else the
+/// error's kind.
 pub(crate) fn backup_class(error: &backup::Error) -> &'static str {
     use backup::Error as E;
+    if transport_cause(error).is_some() {
+        return "TransportError";
+    }
     match error {
         E::Store(_) => "StoreError",
         E::Key(_) | E::WrongKey { .. } => "DrpKeyError",
@@ -218,13 +224,20 @@ pub(crate) fn drill_failure(plan: &Path, error: DrillError, drill: Option<String
         DrillError::SteadyState(problems) => Failure::new("DrillError", "")
             .with_detail("stage", json!("steady_state"))
             .with_detail("problems", json!(problems)),
-        DrillError::Inject(problem) => Failure::new("DrillError", "")
+        DrillError::Inject {
+            problems,
+            unreachable,
+        } => Failure::new(drill_class(unreachable), "")
             .with_detail("stage", json!("inject"))
-            .with_detail("problems", json!([problem])),
+            .with_detail("problems", json!([problems])),
         DrillError::AlertReceiver { .. } => {
             Failure::new("DrillError", "").with_detail("stage", json!("alert_receiver"))
         }
-        DrillError::Revert { problems, .. } => Failure::new("DrillError", "")
+        DrillError::Revert {
+            problems,
+            unreachable,
+            ..
+        } => Failure::new(drill_class(unreachable), "")
             .with_detail("stage", json!("revert"))
             .with_detail("problems", json!(problems)),
         DrillError::NotFound(id) => {
@@ -240,7 +253,19 @@ pub(crate) fn drill_failure(plan: &Path, error: DrillError, drill: Option<String
     };
     let failure = failure.with_message(message);
     match drill {
-        Some(id) if failure.class == "DrillError" => failure.with_detail("drill", json!(id)),
+        Some(id) if matches!(failure.class, "DrillError" | "TransportError") => {
+            failure.with_detail("drill", json!(id))
+        }
         _ => failure,
+    }
+}
+
+/// A drill that failed on hosts: `TransportError` when drp could not reach any of them (the
+/// transport failed every time), else `DrillError`.
+fn drill_class(unreachable: bool) -> &'static str {
+    if unreachable {
+        "TransportError"
+    } else {
+        "DrillError"
     }
 }

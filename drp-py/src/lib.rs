@@ -27,7 +27,7 @@ pub(crate) use errors::Failure;
 
 /// The one tokio runtime every call of the process shares (worker threads start on the
 /// first call).
-fn runtime() -> &'static tokio::runtime::Runtime {
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()

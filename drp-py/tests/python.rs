@@ -2,14 +2,17 @@
 //! `cargo test --workspace`: builds the wheel with maturin, installs it into a fresh virtual
 //! environment, and runs the pytest suite in `tests/py/` there (the API against a real
 //! `file://` store, real keys and a real HTTP server; recoveries and drills on workspaces
-//! made by the real `drp demo`, with its services on 127.0.0.2-4; the Ansible modules
-//! through a real `ansible-playbook` run on localhost; `ansible-doc` on every module).
+//! made by the real `drp demo`, with its services on 127.0.0.2-4; remote hosts and
+//! transport failures against a real OpenSSH `sshd` the tests start on 127.0.0.1; the
+//! Ansible modules through a real `ansible-playbook` run on localhost and over SSH on that
+//! sshd; `ansible-doc` on every module).
 //!
 //! Tools (installed by `.ci/install-deps`; override with the variables):
 //! - maturin and pytest's wheels: `/opt/drp-ci/py-venv/bin/maturin` (`DRP_MATURIN`; the
 //!   `python` beside it must have pip), `/opt/drp-ci/py-wheels` (`DRP_PY_WHEELS`), so
 //!   nothing is downloaded here;
 //! - `ansible-playbook` and `ansible-doc` on PATH (or beside the resolved `ansible-playbook`);
+//! - `/usr/sbin/sshd`, `ssh` and `ssh-keygen` (Debian `openssh-server`, `openssh-client`);
 //! - the `drp` binary: the one `cargo test --workspace` built, else built here (the tests
 //!   compare messages with it and make their recovery and drill workspaces with `drp demo`).
 //!

@@ -69,8 +69,14 @@ pub enum DrillError {
     #[error("the steady state does not hold, nothing was injected: {}", .0.join("; "))]
     SteadyState(Vec<String>),
     /// The fault could not be injected everywhere (what was injected is reverted).
-    #[error("injecting the fault failed: {0}")]
-    Inject(String),
+    #[error("injecting the fault failed: {problems}")]
+    Inject {
+        /// Per host that failed, `HOST: ERROR`, joined with `; `.
+        problems: String,
+        /// Every failure was the transport's: drp could not reach those hosts (or lost
+        /// them), rather than the fault failing on them.
+        unreachable: bool,
+    },
     /// No drill with that id in the store.
     #[error("no drill {0} in the store (see `drp drill history`)")]
     NotFound(String),
@@ -84,6 +90,9 @@ pub enum DrillError {
         drill: String,
         /// Per host.
         problems: Vec<String>,
+        /// Every failure was the transport's: drp could not reach those hosts (or lost
+        /// them), rather than the revert failing on them; try again when they can be reached.
+        unreachable: bool,
     },
     /// The store failed.
     #[error(transparent)]

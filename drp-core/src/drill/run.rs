@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use drp_backup::{BackupStore, BackupStoreExt, StoreError};
 use drp_monitor::{HealthProbe, Monitor, Notifications, RetryPolicy, StackRef};
-use drp_provision::{Fault, Transport};
+use drp_provision::{Fault, FaultError, Transport};
 use rand::seq::IndexedRandom;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -545,6 +545,7 @@ impl Drill {
         }))
         .await;
         let mut failures = Vec::new();
+        let mut unreachable = true;
         for (host, result, time) in &results {
             match result {
                 Ok(()) => {
@@ -563,7 +564,10 @@ impl Drill {
                     ))
                     .await;
                 }
-                Err(e) => failures.push(redact(&format!("{}: {e}", host.name), &r.secrets)),
+                Err(e) => {
+                    unreachable &= matches!(e, FaultError::Transport { .. });
+                    failures.push(redact(&format!("{}: {e}", host.name), &r.secrets));
+                }
             }
         }
         if !failures.is_empty() {
@@ -578,7 +582,10 @@ impl Drill {
                 rec.finished_at = Some(jiff::Timestamp::now());
             })
             .await;
-            return Err(DrillError::Inject(failures.join("; ")));
+            return Err(DrillError::Inject {
+                problems: failures.join("; "),
+                unreachable,
+            });
         }
         let t0 = results
             .iter()
@@ -1068,9 +1075,11 @@ pub async fn revert_drill(
 ) -> Result<DrillRecord, DrillError> {
     let mut record = load_record(store.as_ref(), id).await?;
     let mut problems = Vec::new();
+    let mut unreachable = true;
     for target in &mut record.targets {
         let Some(host) = plan.host(&target.host) else {
             problems.push(format!("{}: not in the plan any more", target.host));
+            unreachable = false;
             continue;
         };
         // Older records name no per-host id: the drill's id was the fault's everywhere.
@@ -1085,7 +1094,10 @@ pub async fn revert_drill(
                     target.reverted_by = Some("hand (drp drill revert)".into());
                 }
             }
-            Err(e) => problems.push(format!("{}: {e}", target.host)),
+            Err(e) => {
+                unreachable &= matches!(e, FaultError::Transport { .. });
+                problems.push(format!("{}: {e}", target.host));
+            }
         }
     }
     let secrets = crate::recover::plan_secrets(plan);
@@ -1118,6 +1130,7 @@ pub async fn revert_drill(
         Err(DrillError::Revert {
             drill: id.to_string(),
             problems,
+            unreachable,
         })
     }
 }

@@ -6,6 +6,15 @@ the signing key, the sources (read on the stack's host), the secret key, its pas
 reference and the trusted signers, and giving any of those arguments too raises
 ``InvalidArgument``. A plan that is invalid or lacks the stack raises ``PlanError``.
 
+``host=`` (``backup_create``, ``backup_preview``, ``backup_restore``) does what ``drp backup
+--host`` and its flags do: the sources are read, or the data restored, on that machine over
+SSH, streamed end to end. It is ``"[USER@]HOST[:PORT]"`` (the ssh-agent's keys,
+``~/.ssh/known_hosts``, strict host-key checking, a 10 s connect timeout), or a dict with
+that ``address`` and any of ``ssh_key``, ``ssh_passphrase_env``, ``ssh_passphrase_file``,
+``known_hosts``, ``host_key_checking`` (``"strict"``, ``"accept-new"``, ``"off"``) and
+``connect_timeout`` (seconds), as a plan's host takes them. A host that cannot be reached
+or used raises ``TransportError``.
+
 ``recover*``, ``drill_*`` and ``report`` take the plan's path; times are RFC 3339 text
 (``"2026-11-29T10:00:00Z"``) or timezone-aware ``datetime`` objects.
 """
@@ -16,6 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 _Path = Union[str, "os.PathLike[str]"]
 _Sources = Union[Mapping[str, _Path], Sequence[str]]
+_Host = Union[str, Mapping[str, Any]]
 _Json = Dict[str, Any]
 
 __version__: str
@@ -69,6 +79,7 @@ def backup_create(
     sign_passphrase_file: Optional[_Path] = None,
     parallelism: Optional[int] = None,
     compression_level: Optional[int] = None,
+    host: Optional[_Host] = None,
 ) -> _Json:
     """Backs up ``sources`` (``{NAME: PATH}``, a value ``"cmd:COMMAND"`` being a command,
     or ``["NAME=PATH", "NAME=cmd:COMMAND"]``) of ``stack`` into a new snapshot in ``store``
@@ -79,6 +90,8 @@ def backup_create(
 
     Raises:
         drp.errors.SourceError: a source could not be read; nothing was committed.
+        drp.errors.TransportError: the sources' host could not be reached or used;
+            nothing was committed.
         drp.errors.DrpKeyError: a certificate or the signing key is unusable.
         drp.errors.InvalidArgument: a bad stack or source name or specification.
         drp.errors.StoreError: the store failed.
@@ -94,6 +107,7 @@ def backup_preview(
     sign_with: Optional[_Path] = None,
     sign_passphrase_env: Optional[str] = None,
     sign_passphrase_file: Optional[_Path] = None,
+    host: Optional[_Host] = None,
 ) -> _Json:
     """What :func:`backup_create` would back up, checking names, sources, certificates and
     the signing key without reading data or touching the store: ``stack``, ``store``,
@@ -143,6 +157,7 @@ def backup_restore(
     passphrase_env: Optional[str] = None,
     passphrase_file: Optional[_Path] = None,
     trust: Sequence[_Path] = (),
+    host: Optional[_Host] = None,
 ) -> _Json:
     """Restores a snapshot into the directory ``to`` (``TO/NAME/`` per directory source,
     the file ``TO/NAME`` per other source; never overwriting) or, for one source, into the
@@ -154,6 +169,8 @@ def backup_restore(
         drp.errors.IntegrityError: data or manifest refused; the target is unchanged.
         drp.errors.DrpKeyError: wrong key or passphrase.
         drp.errors.TargetError: ``TO/NAME`` exists or the target is unusable.
+        drp.errors.TransportError: ``host`` could not be reached or used; nothing was
+            restored.
         drp.errors.SnapshotNotFound, drp.errors.SourceNotFound: nothing matches.
     """
 
@@ -310,6 +327,8 @@ def drill_run(plan: _Path, scenario: str, *, report: Optional[_Path] = None) -> 
             (``stage="steady_state"``) or the fault could not be injected everywhere
             (``stage="inject"``; where it was, it was reverted); ``problems`` says what,
             ``drill`` names its record (state ``not_started``).
+        drp.errors.TransportError: the fault could not be injected because drp could not
+            reach the hosts where it failed (the same attributes, ``stage="inject"``).
         drp.errors.LockedError: another drill is running on the store (``drill``,
             ``scenario``, ``holder``, ``since``).
         drp.errors.PlanError: the plan is invalid, lacks the scenario, or it hits no stack.
@@ -327,6 +346,8 @@ def drill_revert(plan: _Path, drill_id: str) -> _Json:
         drp.errors.RunNotFound: the store has no such drill.
         drp.errors.DrillError: reverting failed on some hosts (``stage="revert"``,
             ``problems`` per host).
+        drp.errors.TransportError: the hosts where reverting failed could not be reached
+            (the same attributes); try again when they can be.
         drp.errors.InvalidArgument: not a drill id.
     """
 

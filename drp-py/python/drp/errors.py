@@ -132,15 +132,33 @@ class ProbeSpecError(DrpError, ValueError):
 
 
 class TransportError(DrpError):
-    """A remote host could not be reached or used over SSH, as a whole error.
+    """A remote host could not be reached or used over SSH: the connection was refused or
+    timed out, the host is unreachable, authentication failed, its host key is unknown or
+    changed (strict checking), the SSH settings are unusable, or the connection was lost.
+    The message is the ``drp`` command's for the same failure (it names the host); nothing
+    was committed or restored.
 
-    Not raised by this version: the calls that reach hosts report transport failures
-    differently. A recovery makes them its stacks' outcomes (``recover(...)["stacks"]``:
-    ``status`` ``failed`` with the step and the error), a drill whose fault could not be
-    injected raises :class:`DrillError` (``stage`` ``inject``), a backup of a source on an
-    unreachable host raises :class:`SourceError`, and an unreachable host makes a probe
-    unhealthy (a result). Catch it anyway where you handle remote failures: drp-core does not
-    keep the transport failure apart from the others in those paths yet."""
+    Raised by the ``backup_*`` calls whose sources or restore target are on another host
+    (``host=``, or a plan's stack on an SSH host), and by :func:`drp.drill_run` and
+    :func:`drp.drill_revert` when drp could reach none of the hosts that failed: then it
+    has the attributes of :class:`DrillError` (``stage`` ``inject`` or ``revert``,
+    ``problems`` per host, ``drill``). A command that ran on the host and failed is not
+    this error (e.g. :class:`SourceError`), nor is a host that fails in a recovery (its
+    stack's outcome) or a probe (unhealthy, a result).
+
+    Attributes:
+        stage: for drills, ``inject`` or ``revert``.
+        problems: for drills, what failed, one line per host.
+        drill: for drills, the drill's id.
+    """
+
+    stage: Optional[str] = None
+    problems: List[str]
+    drill: Optional[str] = None
+
+    def __init__(self, message: str, **details: Any) -> None:
+        details.setdefault("problems", [])
+        super().__init__(message, **details)
 
 
 class LockedError(DrpError):
@@ -194,7 +212,9 @@ class DrillError(DrpError):
         stage: ``steady_state`` (a probe of the stacks or an abort probe did not pass:
             nothing was injected), ``inject`` (the fault could not be injected on every
             target; where it was, it was reverted), ``alert_receiver`` (it cannot listen)
-            or ``revert`` (``drill_revert`` failed on some hosts).
+            or ``revert`` (``drill_revert`` failed on some hosts). When every host that
+            failed could not be reached, :class:`TransportError` is raised instead, with
+            the same attributes.
         problems: what failed, one line each (per probe, per host).
         drill: the drill's id when it got one (its record, state ``not_started``, is in the
             store and in :func:`drp.drill_history`).

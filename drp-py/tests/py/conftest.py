@@ -7,13 +7,15 @@ installs it into a fresh virtual environment and sets:
 - DRP_ANSIBLE_PLAYBOOK, DRP_ANSIBLE_DOC: ansible-core's commands;
 - DRP_COLLECTIONS: the directory holding `ansible_collections/drp/ops`.
 
-Recoveries and drills run on the workspace of the real `drp demo` (the `demo` fixture).
+Recoveries and drills run on the workspace of the real `drp demo` (the `demo` fixture);
+remote hosts are a real OpenSSH sshd on 127.0.0.1 (the `sshd` fixture).
 """
 
 from __future__ import annotations
 
 import http.server
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -88,6 +90,98 @@ def web(tmp_path: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A port nothing listens on at `address` (right now)."""
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return s.getsockname()[1]
+
+
+class Sshd:
+    """A real OpenSSH sshd on 127.0.0.1, as drp-provision/tests/support/sshd.rs starts it: its
+    own directory with an ed25519 host key, a client key (`id`, no passphrase) in
+    `authorized_keys`, and `known_hosts` listing the host key as `[127.0.0.1]:PORT`;
+    `StrictModes no` (the directory is under a world-writable /tmp). It logs in the user
+    running the tests; its log is `DIR/sshd.log`."""
+
+    address = "127.0.0.1"
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.user = pwd.getpwuid(os.getuid()).pw_name
+        self.port = 0
+        self.child: subprocess.Popen | None = None
+        os.makedirs("/run/sshd", exist_ok=True)  # the privilege-separation directory
+        for name in ("hostkey", "id"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-C", "drp-test", "-N", "",
+                            "-f", str(directory / name)], check=True)
+        shutil.copy(directory / "id.pub", directory / "authorized_keys")
+
+    @property
+    def client_key(self) -> Path:
+        return self.dir / "id"
+
+    @property
+    def known_hosts(self) -> Path:
+        """Lists this server's host key (and nothing else)."""
+        return self.dir / "known_hosts"
+
+    @property
+    def target(self) -> str:
+        """`USER@127.0.0.1:PORT`."""
+        return f"{self.user}@{self.address}:{self.port}"
+
+    def log(self) -> str:
+        return (self.dir / "sshd.log").read_text(errors="replace")
+
+    def start(self) -> None:
+        """Starts sshd on a free port and waits until it accepts connections (another port
+        if the one picked was taken meanwhile)."""
+        for _ in range(5):
+            self.port = free_port()
+            config = self.dir / "sshd_config"
+            d = self.dir
+            config.write_text(
+                f"Port {self.port}\nListenAddress {self.address}\nHostKey {d}/hostkey\n"
+                f"PidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n"
+                "StrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+                "UsePAM no\nPermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"
+                "MaxStartups 100\nMaxSessions 50\nLogLevel VERBOSE\n")
+            with open(d / "sshd.log", "ab") as log:
+                self.child = subprocess.Popen(
+                    ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+            deadline = time.monotonic() + 10
+            while self.child.poll() is None and time.monotonic() < deadline:
+                try:
+                    socket.create_connection((self.address, self.port), timeout=0.5).close()
+                except OSError:
+                    time.sleep(0.02)
+                    continue
+                host_key = (d / "hostkey.pub").read_text().strip()
+                self.known_hosts.write_text(f"[{self.address}]:{self.port} {host_key}\n")
+                return
+            self.stop()
+        pytest.fail(f"sshd did not start; its log:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.child is not None:
+            self.child.kill()
+            self.child.wait()
+            self.child = None
+
+
+@pytest.fixture
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """A running sshd on 127.0.0.1 (see `Sshd`), stopped after the test, passed or failed."""
+    server = Sshd(tmp_path_factory.mktemp("sshd"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 def same_tree(a: Path, b: Path) -> None:
