@@ -17,7 +17,12 @@ all_targets=(plan condition manifest alert_body)
 target_dir=${CARGO_TARGET_DIR:-$PWD/../target}/fuzz
 export RUSTC_BOOTSTRAP=1
 # Release with debug assertions and overflow checks (cargo-fuzz's default), AddressSanitizer.
+# DRP_FUZZ_PROFILE=dev builds unoptimised instead: a few times faster to build, slower to
+# run — what CI's short smoke run wants; long runs keep the default.
 fuzz_flags=(--target-dir "$target_dir")
+if [[ ${DRP_FUZZ_PROFILE:-release} == dev ]]; then
+    fuzz_flags+=(--dev)
+fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "error: cargo-fuzz is not installed (cargo install cargo-fuzz --locked)" >&2
