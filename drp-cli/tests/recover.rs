@@ -336,6 +336,23 @@ interval = "200ms"
     let run = measured["run"].as_str().unwrap();
     let store_copy = world.ok(&["recover", "--dry-run", "--json"]); // reads the store
     let mut everything = format!("{shown}{journal}{store_copy}");
+    // Every other output of the run, at the most verbose log level too.
+    for format in ["md", "html", "json"] {
+        let out = world
+            .drp(&["-vv", "report", run, "--format", format])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        everything.push_str(&text(&out));
+    }
+    for args in [
+        &["-vv", "runs", "list", "--json"][..],
+        &["-vv", "plan", "doc"][..],
+    ] {
+        let out = world.drp(args).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        everything.push_str(&text(&out));
+    }
     let s3 = world.s3.as_ref().unwrap();
     let listing = s3_listing(s3, run);
     everything.push_str(&listing);
