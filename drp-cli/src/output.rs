@@ -96,26 +96,11 @@ pub fn print_json<T: serde::Serialize>(value: &T) {
     );
 }
 
-/// Writes `text` to `path` whole or not at all (a temporary file renamed into place), so a
-/// reader never sees half a report; creates the directory.
+/// Writes `text` to `path` whole or not at all (drp-core's
+/// [`write_atomically`](drp_core::files::write_atomically)); errors name the file.
 pub fn write_file(path: &std::path::Path, text: &str) -> Result<(), CommandError> {
-    let failed = |e: std::io::Error| CommandError::message(format!("{}: {e}", path.display()));
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(failed)?;
-    }
-    let name = path
-        .file_name()
-        .ok_or_else(|| CommandError::message(format!("{}: not a file name", path.display())))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, text).map_err(failed)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        failed(e)
-    })
+    drp_core::files::write_atomically(path, text)
+        .map_err(|e| CommandError::message(format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ pub async fn run(command: PlanCommand) -> Result<u8, CommandError> {
             let runbook = plan::doc::render(&plan);
             match out {
                 None => write_stdout(&runbook)?,
-                Some(path) => write_file(&path, &runbook)?,
+                Some(path) => crate::output::write_file(&path, &runbook)?,
             }
             Ok(exit::SUCCESS)
         }
@@ -173,23 +173,4 @@ pub(crate) fn write_stdout(text: &str) -> Result<(), CommandError> {
         }
         _ => Ok(()),
     }
-}
-
-/// Writes `text` to `path` through a temporary file in the same directory, so a reader
-/// never sees half a runbook.
-fn write_file(path: &Path, text: &str) -> Result<(), CommandError> {
-    let failed = |e: std::io::Error| CommandError::message(format!("{}: {e}", path.display()));
-    let name = path
-        .file_name()
-        .ok_or_else(|| CommandError::message(format!("{}: not a file name", path.display())))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, text).map_err(failed)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        failed(e)
-    })
 }

@@ -12,6 +12,7 @@
 pub mod backup_plan;
 pub mod drill;
 pub mod executor;
+pub mod files;
 pub mod plan;
 pub mod recover;
 pub mod remote;

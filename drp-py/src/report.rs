@@ -13,25 +13,9 @@ use crate::{Failure, PathArg};
 /// Writes `text` to `path` whole or not at all (a temporary file renamed into place),
 /// creating its directory, as the CLI writes reports.
 pub(crate) fn write_file(path: &Path, text: &str) -> Result<(), Failure> {
-    let failed = |e: std::io::Error| {
+    drp_core::files::write_atomically(path, text).map_err(|e| {
         Failure::new("DrpIOError", format!("{}: {e}", path.display()))
             .with_detail("path", serde_json::json!(path))
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(failed)?;
-    }
-    let name = path
-        .file_name()
-        .ok_or_else(|| Failure::invalid(format!("{}: not a file name", path.display())))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, text).map_err(failed)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        failed(e)
     })
 }
 
