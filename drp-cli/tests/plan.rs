@@ -563,7 +563,7 @@ fn scenarios_are_checked_with_their_positions() {
 [scenarios.outage]
 mode = "sometimes"
 targets = { datacenter = "dc9" }
-fault = { kind = "network-blackhole" }
+fault = { kind = "network-blackhole", keep_ports = [22] }
 duration = "10m"
 
 [scenarios.radius]
@@ -613,6 +613,15 @@ duration = "10m"
         "{out}"
     );
     assert!(out.contains("unknown datacenter `dc9`"), "{out}");
+    // A blackhole must say which ports it keeps ([] cuts drp's own SSH too).
+    let plan = ws.base()
+        + "\n[scenarios.cut]\nmode = \"automatic\"\ntargets = { hosts = [\"web-1\"] }\n\
+           fault = { kind = \"network-blackhole\" }\nduration = \"1m\"\n";
+    let out = ws.refused(&plan);
+    assert!(
+        out.contains("scenarios.cut: missing key `keep_ports`"),
+        "{out}"
+    );
 }
 
 #[test]
