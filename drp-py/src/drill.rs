@@ -158,20 +158,7 @@ pub fn drill_preview(py: Python<'_>, plan: PathArg, scenario: String) -> PyResul
         let loaded = load(&plan, true)?;
         let found = self::scenario(&plan, &loaded, &scenario)?;
         let candidates = found.targets.hosts(&loaded);
-        let stacks: Vec<String> = if found.stacks.is_empty() {
-            loaded
-                .stacks
-                .values()
-                .filter(|s| {
-                    s.host
-                        .as_ref()
-                        .is_some_and(|h| candidates.iter().any(|c| &c.name == h))
-                })
-                .map(|s| s.name.clone())
-                .collect()
-        } else {
-            found.stacks.clone()
-        };
+        let stacks = found.stacks_hit(&loaded, &candidates);
         if stacks.is_empty() {
             return Err(drill_failure(
                 &plan,

@@ -151,19 +151,7 @@ pub async fn run_drill(
         .map(|h| (*h).clone())
         .collect();
     chosen.sort_by_key(|h| plan.hosts.iter().position(|p| p.name == h.name));
-    let stacks: Vec<String> = if scenario.stacks.is_empty() {
-        plan.stacks
-            .values()
-            .filter(|s| {
-                s.host
-                    .as_ref()
-                    .is_some_and(|h| chosen.iter().any(|c| &c.name == h))
-            })
-            .map(|s| s.name.clone())
-            .collect()
-    } else {
-        scenario.stacks.clone()
-    };
+    let stacks = scenario.stacks_hit(&plan, &chosen.iter().collect::<Vec<_>>());
     if stacks.is_empty() {
         return Err(DrillError::NoStacks(scenario.name.clone()));
     }

@@ -646,6 +646,25 @@ pub struct Scenario {
     pub at: Location,
 }
 
+impl Scenario {
+    /// The stacks that count when `hosts` are hit: the scenario's `stacks`, else every
+    /// stack running on one of them.
+    pub fn stacks_hit(&self, plan: &Plan, hosts: &[&Host]) -> Vec<String> {
+        if !self.stacks.is_empty() {
+            return self.stacks.clone();
+        }
+        plan.stacks
+            .values()
+            .filter(|s| {
+                s.host
+                    .as_ref()
+                    .is_some_and(|h| hosts.iter().any(|c| &c.name == h))
+            })
+            .map(|s| s.name.clone())
+            .collect()
+    }
+}
+
 /// Who recovers in a drill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
