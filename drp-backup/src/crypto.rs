@@ -24,7 +24,7 @@ use sequoia_openpgp as openpgp;
 use openpgp::KeyHandle;
 use openpgp::armor;
 use openpgp::cert::Cert;
-use openpgp::crypto::SessionKey;
+use openpgp::crypto::{KeyPair, SessionKey};
 use openpgp::packet::pkesk::PKESK3;
 use openpgp::packet::{PKESK, Packet, SKESK};
 use openpgp::parse::Parse;
@@ -35,8 +35,9 @@ use openpgp::parse::stream::{
 use openpgp::serialize::Serialize;
 use openpgp::serialize::stream::{Armorer, Message};
 use openpgp::types::SymmetricAlgorithm;
+use openssl::symm::Cipher;
 
-use self::seipd::SeipdWriter;
+use self::seipd::{SeipdReader, SeipdWriter};
 use crate::keys::{
     KeyError, PgpError, Recipients, SecretKeys, Signer, TrustedSigners, join_list, policy,
 };
@@ -183,34 +184,19 @@ impl DecryptionHelper for DecryptHelper {
         decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
     ) -> openpgp::Result<Option<Cert>> {
         for pkesk in pkesks {
-            let recipient = pkesk.recipient();
-            for entry in self.keys.entries() {
-                for key in &entry.keys {
-                    // A missing or wildcard recipient (anonymous PKESK) matches every key.
-                    let matches = match &recipient {
-                        None => true,
-                        Some(KeyHandle::KeyID(id)) if id.is_wildcard() => true,
-                        Some(h) => h.aliases(key.key_handle()),
-                    };
-                    if !matches {
-                        continue;
-                    }
-                    let Ok(mut keypair) = key.clone().into_keypair() else {
-                        continue;
-                    };
-                    if let Some((algo, sk)) = pkesk.decrypt(&mut keypair, sym_algo) {
-                        // sequoia 2.4 panics (instead of failing) when a SEIPD v1 body is
-                        // shorter than IV + 2 + MDC; `decrypt` screens short messages for
-                        // that, and this turns any remaining panic into an error.
-                        let ok = std::panic::catch_unwind(AssertUnwindSafe(|| decrypt(algo, &sk)))
-                            .map_err(|_| {
-                                self.decrypted.store(true, Ordering::SeqCst);
-                                openpgp::Error::ManipulatedMessage
-                            })?;
-                        if ok {
+            for (cert, mut keypair) in keypairs_for(&self.keys, pkesk) {
+                if let Some((algo, sk)) = pkesk.decrypt(&mut keypair, sym_algo) {
+                    // sequoia 2.4 panics (instead of failing) when a SEIPD v1 body is shorter
+                    // than IV + 2 + MDC; `decrypt` screens short messages for that, and this
+                    // turns any remaining panic into an error.
+                    let ok = std::panic::catch_unwind(AssertUnwindSafe(|| decrypt(algo, &sk)))
+                        .map_err(|_| {
                             self.decrypted.store(true, Ordering::SeqCst);
-                            return Ok(Some(entry.cert.clone()));
-                        }
+                            openpgp::Error::ManipulatedMessage
+                        })?;
+                    if ok {
+                        self.decrypted.store(true, Ordering::SeqCst);
+                        return Ok(Some(cert.clone()));
                     }
                 }
             }
@@ -234,6 +220,81 @@ impl DecryptionHelper for DecryptHelper {
     }
 }
 
+/// The secret keys among `keys` that may decrypt `pkesk`, as key pairs, with their
+/// certificates. A missing or wildcard recipient (an anonymous PKESK) matches every key.
+fn keypairs_for<'a>(keys: &'a SecretKeys, pkesk: &PKESK) -> Vec<(&'a Cert, KeyPair)> {
+    let recipient = pkesk.recipient();
+    let mut pairs = Vec::new();
+    for entry in keys.entries() {
+        for key in &entry.keys {
+            let matches = match &recipient {
+                None => true,
+                Some(KeyHandle::KeyID(id)) if id.is_wildcard() => true,
+                Some(h) => h.aliases(key.key_handle()),
+            };
+            if let (true, Ok(keypair)) = (matches, key.clone().into_keypair()) {
+                pairs.push((&entry.cert, keypair));
+            }
+        }
+    }
+    pairs
+}
+
+/// Where [`decrypt`]'s fast path starts: the message in `prefix` (its first bytes) is
+/// `PKESK… SEIPDv1` with AES, one of `keys` finds the session key, and the encrypted data
+/// holds a literal data packet, i.e. what drp writes. Returns the SEIPD packet's offset, its
+/// cipher and the session key; `None` leaves the message to sequoia (other shapes, and every
+/// error, which sequoia then reports in its own words).
+fn seipd_session(keys: &SecretKeys, prefix: &[u8]) -> Option<(usize, Cipher, SessionKey)> {
+    let mut pos = 0;
+    let mut pkesks = Vec::new();
+    loop {
+        let (tag, header, body) = seipd::packet_at(&prefix[pos..])?;
+        let end = pos + header;
+        match tag {
+            1 => {
+                let end = end + body?;
+                match Packet::from_bytes(prefix.get(pos..end)?).ok()? {
+                    Packet::PKESK(pkesk) => pkesks.push(pkesk),
+                    _ => return None,
+                }
+                pos = end;
+            }
+            10 => pos = end + body?, // a marker packet: ignored, as RFC 4880 says
+            18 => break,
+            _ => return None,
+        }
+    }
+    for pkesk in &pkesks {
+        for (_, mut keypair) in keypairs_for(keys, pkesk) {
+            let Some((algo, session_key)) = pkesk.decrypt(&mut keypair, None) else {
+                continue;
+            };
+            let cipher = seipd::cfb_cipher(algo?)?;
+            let Ok(mut probe) = SeipdReader::new(&prefix[pos..], cipher, &session_key) else {
+                return None;
+            };
+            match probe.start() {
+                Ok(true) => return Some((pos, cipher, session_key)),
+                Ok(false) => return None,
+                // Not this key (the prefix's check bytes differ), or a message cut short.
+                Err(_) => continue,
+            }
+        }
+    }
+    None
+}
+
+/// A [`SeipdReader`] error as a `read` error (see [`read_error`]).
+fn seipd_error(e: seipd::ReadError) -> io::Error {
+    match e {
+        seipd::ReadError::Io(e) => read_error(e),
+        seipd::ReadError::Corrupt(message) => {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{CORRUPT}: {message}"))
+        }
+    }
+}
+
 /// A streaming decryptor: reads an encrypted message from the source, yields the plaintext.
 ///
 /// Data is released before the whole message has been authenticated (only the last
@@ -248,6 +309,9 @@ pub struct DecryptingReader {
 }
 
 enum ReaderState {
+    /// drp's own format (see [`seipd_session`]).
+    Seipd(Box<SeipdReader<Box<dyn Read + Send + Sync>>>),
+    /// Every other message: sequoia.
     Reading(Box<openpgp::parse::stream::Decryptor<'static, DecryptHelper>>),
     /// The data was found to be bad while setting up; the next read reports it.
     Failed(Option<io::Error>),
@@ -258,7 +322,7 @@ enum ReaderState {
 impl fmt::Debug for DecryptingReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
-            ReaderState::Reading(_) => "reading",
+            ReaderState::Seipd(_) | ReaderState::Reading(_) => "reading",
             ReaderState::Failed(_) | ReaderState::Poisoned => "failed",
         };
         f.debug_struct("DecryptingReader")
@@ -388,6 +452,22 @@ pub fn decrypt<R: Read + Send + Sync + 'static>(
             format!("{CORRUPT}: {msg}"),
         )));
     }
+    if let Some((at, cipher, session_key)) = seipd_session(keys, &prefix) {
+        let mut message = io::Cursor::new(prefix);
+        message.set_position(at as u64);
+        let message: Box<dyn Read + Send + Sync> = Box::new(message.chain(source));
+        let state = SeipdReader::new(message, cipher, &session_key).and_then(|mut reader| {
+            // Reads the same bytes again as in `seipd_session`, this time to go on.
+            match reader.start()? {
+                true => Ok(ReaderState::Seipd(Box::new(reader))),
+                false => Err(seipd::ReadError::Corrupt("unexpected packet".into())),
+            }
+        });
+        return Ok(match state {
+            Ok(state) => DecryptingReader { state },
+            Err(e) => DecryptingReader::failed(seipd_error(e)),
+        });
+    }
     let source = io::Cursor::new(prefix).chain(source);
 
     let decrypted = Arc::new(AtomicBool::new(false));
@@ -433,6 +513,10 @@ pub fn decrypt<R: Read + Send + Sync + 'static>(
 impl Read for DecryptingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.state {
+            ReaderState::Seipd(r) => r.read_data(buf).map_err(|e| {
+                self.state = ReaderState::Poisoned;
+                seipd_error(e)
+            }),
             ReaderState::Reading(d) => match d.read(buf) {
                 Ok(n) => Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
@@ -710,6 +794,98 @@ mod tests {
         let mut out = Vec::new();
         d.read_to_end(&mut out).unwrap();
         assert_eq!(d.helper_ref().1, vec!["encryption"]);
+    }
+
+    /// Which reader `decrypt` chose for a message.
+    fn reader_kind(keys: &SecretKeys, ciphertext: &[u8]) -> &'static str {
+        match decrypt(keys, io::Cursor::new(ciphertext.to_vec()))
+            .unwrap()
+            .state
+        {
+            ReaderState::Seipd(_) => "drp",
+            ReaderState::Reading(_) => "sequoia",
+            ReaderState::Failed(_) | ReaderState::Poisoned => "failed",
+        }
+    }
+
+    /// A message written by sequoia's own streaming writers to `cert`'s encryption keys,
+    /// with SEIPD v1 and, if asked, a compression layer.
+    fn sequoia_message(cert: &Cert, data: &[u8], compressed: bool) -> Vec<u8> {
+        use openpgp::serialize::stream::{Compressor, Encryptor, LiteralWriter};
+        let recipients = cert
+            .keys()
+            .with_policy(policy(), None)
+            .supported()
+            .for_transport_encryption();
+        let mut out = Vec::new();
+        let message = Message::new(&mut out);
+        let message = Encryptor::for_recipients(message, recipients)
+            .symmetric_algo(SymmetricAlgorithm::AES128)
+            .build()
+            .unwrap();
+        let message = if compressed {
+            Compressor::new(message).build().unwrap()
+        } else {
+            message
+        };
+        let mut literal = LiteralWriter::new(message).build().unwrap();
+        literal.write_all(data).unwrap();
+        literal.finalize().unwrap();
+        out
+    }
+
+    /// drp's messages (and any `PKESK… SEIPDv1(literal)` one) take the fast reader; others
+    /// (compressed, armored) go to sequoia; both give back the same bytes.
+    #[test]
+    fn the_fast_reader_takes_literal_seipd_v1_messages_and_sequoia_the_rest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (g, r, s) = key(tmp.path(), "a", None);
+        let cert = Cert::from_file(&g.public_path).unwrap();
+        let data = pseudo_random(3 * DECRYPT_BUFFER_SIZE + 77, 9);
+
+        let ours = encrypt_bytes(&r, &data);
+        assert_eq!(reader_kind(&s, &ours), "drp");
+        assert!(decrypt_bytes(&s, ours).unwrap() == data);
+
+        // sequoia's writer (SEIPD v1: drp's certificates do not advertise v2): other chunk
+        // sizes of the partial lengths, AES-128.
+        let plain = sequoia_message(&cert, &data, false);
+        assert_eq!(reader_kind(&s, &plain), "drp");
+        assert!(decrypt_bytes(&s, plain).unwrap() == data);
+
+        let compressed = sequoia_message(&cert, &data, true);
+        assert_eq!(reader_kind(&s, &compressed), "sequoia");
+        assert!(decrypt_bytes(&s, compressed).unwrap() == data);
+
+        let mut armored = Vec::new();
+        let mut w = armor::Writer::new(&mut armored, armor::Kind::Message).unwrap();
+        w.write_all(&encrypt_bytes(&r, &data)).unwrap();
+        w.finalize().unwrap();
+        assert_eq!(reader_kind(&s, &armored), "sequoia");
+        assert!(decrypt_bytes(&s, armored).unwrap() == data);
+    }
+
+    /// Anything after the encrypted packet, or an MDC that does not match, is refused by the
+    /// fast reader after the data, never a clean end.
+    #[test]
+    fn the_fast_reader_refuses_trailing_data_and_a_wrong_mdc() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, r, s) = key(tmp.path(), "a", None);
+        let data = pseudo_random(200_000, 10);
+        let mut trailing = encrypt_bytes(&r, &data);
+        trailing.extend_from_slice(&[0xC0 | 10, 3, b'P', b'G', b'P']); // a marker packet
+        assert_eq!(reader_kind(&s, &trailing), "drp");
+        let err = decrypt_bytes(&s, trailing).unwrap_err();
+        assert!(err.contains(CORRUPT) && err.contains("follows"), "{err}");
+
+        // CFB: flipping a ciphertext bit flips the same plaintext bit (and garbles the next
+        // block); in the MDC's last block only the digest changes.
+        let mut wrong_mdc = encrypt_bytes(&r, &data);
+        let last = wrong_mdc.len() - 1;
+        wrong_mdc[last] ^= 0x80;
+        assert_eq!(reader_kind(&s, &wrong_mdc), "drp");
+        let err = decrypt_bytes(&s, wrong_mdc).unwrap_err();
+        assert!(err.contains("integrity check (MDC) failed"), "{err}");
     }
 
     /// Records the layers of a decrypted message.
