@@ -30,4 +30,6 @@ pub use repo::{
 };
 pub use retention::{RetentionDecision, RetentionPolicy};
 pub use source::{SourceOrigin, SourceSpec};
-pub use store::{BackupStore, BackupStoreExt, StoreError, open_store, open_store_with};
+pub use store::{
+    BackupStore, BackupStoreExt, IncompleteUpload, StoreError, open_store, open_store_with,
+};

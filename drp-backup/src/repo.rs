@@ -24,7 +24,7 @@ use crate::manifest::{
 use crate::pipe::{Chunk, CountingWriter, PIPE_DEPTH, PipeReader, PipeWriter, pipe, pump};
 use crate::retention::{RetentionDecision, RetentionPolicy};
 use crate::source::SourceSpec;
-use crate::store::{BackupStore, BackupStoreExt, ObjectInfo, StoreError};
+use crate::store::{BackupStore, BackupStoreExt, IncompleteUpload, ObjectInfo, StoreError};
 
 /// zstd level of backups: zstd's default, the best speed/ratio trade-off for mixed data.
 pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
@@ -194,6 +194,10 @@ pub struct PruneReport {
     pub orphans: Vec<String>,
     /// Objects removed (or that would be, on a dry run).
     pub removed_objects: Vec<String>,
+    /// Uploads under the stack's data started before the grace period and never completed
+    /// nor aborted (a backup killed, or whose abort could not reach the store): aborted, so
+    /// the store frees their parts (or that would be, on a dry run).
+    pub aborted_uploads: Vec<IncompleteUpload>,
     /// True when nothing was removed because it was a dry run.
     pub dry_run: bool,
 }
@@ -892,7 +896,8 @@ impl Repository {
 
     /// Applies `policy`, removes what it does not keep (manifest first, so a snapshot vanishes
     /// whole even if prune is interrupted), and removes data of interrupted backups older
-    /// than `orphan_grace` (younger ones may belong to a backup still running).
+    /// than `orphan_grace` (younger ones may belong to a backup still running): their
+    /// objects, and their uploads that were never completed nor aborted.
     pub async fn prune(
         &self,
         policy: &RetentionPolicy,
@@ -943,15 +948,34 @@ impl Repository {
         for id in &orphans {
             removed_objects.extend(by_snapshot[id].iter().map(|o| o.key.clone()));
         }
+        let mut aborted_uploads: Vec<IncompleteUpload> = self
+            .store
+            .incomplete_uploads(&self.layout.data_prefix())
+            .await?
+            .into_iter()
+            .filter(|upload| {
+                // Both clocks must agree that it is old: the store's (its initiation time; some
+                // S3-compatible servers answer a constant) and the backup's own (its
+                // snapshot id is the time the backup started).
+                let started =
+                    snapshot_of_object_key(&self.layout, &upload.key).and_then(snapshot_start_time);
+                upload.initiated <= cutoff && started.is_none_or(|t| t <= cutoff)
+            })
+            .collect();
+        aborted_uploads.sort_by(|a, b| (&a.key, a.initiated).cmp(&(&b.key, b.initiated)));
         if !dry_run {
             for key in &removed_objects {
                 self.store.delete(key).await?;
+            }
+            for upload in &aborted_uploads {
+                self.store.abort_incomplete_upload(upload).await?;
             }
         }
         Ok(PruneReport {
             decisions,
             orphans,
             removed_objects,
+            aborted_uploads,
             dry_run,
         })
     }
@@ -984,6 +1008,22 @@ fn snapshot_of_object_key<'k>(layout: &Layout, key: &'k str) -> Option<&'k str> 
         Some(rest) => rest.split('/').next().filter(|id| is_snapshot_id(id)),
         None => snapshot_of_signature_key(key),
     }
+}
+
+/// `20261129T101500.123Z-1a2b3c4d` → 2026-11-29T10:15:00.123Z.
+fn snapshot_start_time(id: &str) -> Option<jiff::Timestamp> {
+    let t = id.get(..19)?;
+    format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &t[0..4],
+        &t[4..6],
+        &t[6..8],
+        &t[9..11],
+        &t[11..13],
+        &t[13..19]
+    )
+    .parse()
+    .ok()
 }
 
 fn hostname() -> String {
@@ -1084,5 +1124,18 @@ impl<R: Read> Read for DataReader<R> {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_id_gives_the_time_its_backup_started() {
+        let time: jiff::Timestamp = "2026-11-29T10:15:00.123Z".parse().unwrap();
+        let id = crate::manifest::new_snapshot_id(time);
+        assert_eq!(snapshot_start_time(&id), Some(time));
+        assert_eq!(snapshot_start_time("20261129T1015"), None);
     }
 }

@@ -21,6 +21,10 @@ use object_store::{
 };
 use url::Url;
 
+mod multipart;
+pub use multipart::IncompleteUpload;
+use multipart::{RecordingConnector, S3Uploads};
+
 /// Size of one part of a streamed upload to a cloud store. S3 requires at least 5 MiB for
 /// every part but the last; larger parts would only cost memory.
 pub const UPLOAD_PART_SIZE: usize = 5 * 1024 * 1024;
@@ -97,6 +101,19 @@ pub trait BackupStore: fmt::Debug + fmt::Display + Send + Sync + 'static {
     /// locks and leases): `Ok(true)` if this call created it, `Ok(false)` if an object was
     /// already there (left untouched). Of concurrent calls for one key, exactly one wins.
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError>;
+    /// Streamed uploads under `prefix/` that were started and never completed nor aborted
+    /// (a backup killed, or whose abort could not reach the store), in no order. They are
+    /// invisible to [`BackupStore::list`] but may hold data (S3 keeps, and bills, their
+    /// parts). Stores that keep nothing of an unfinished upload return none.
+    async fn incomplete_uploads(&self, _prefix: &str) -> Result<Vec<IncompleteUpload>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Aborts an upload [`BackupStore::incomplete_uploads`] returned, freeing what it holds.
+    /// One that is already gone (completed or aborted meanwhile) is not an error; aborting
+    /// one still being written makes that writer fail.
+    async fn abort_incomplete_upload(&self, _upload: &IncompleteUpload) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Convenience methods for every [`BackupStore`].
@@ -164,6 +181,7 @@ where
             parsed.scheme()
         )));
     }
+    let mut leftovers = Leftovers::None;
     let inner: Arc<dyn ObjectStore> = match parsed.scheme() {
         "file" => {
             let path = parsed
@@ -174,6 +192,7 @@ where
             let fs = LocalFileSystem::new_with_prefix(&path)
                 .map_err(|e| invalid(e.to_string()))?
                 .with_automatic_cleanup(true);
+            leftovers = Leftovers::Local(path);
             Arc::new(fs)
         }
         "s3" => {
@@ -210,11 +229,17 @@ where
                     .map_err(|_| invalid(format!("unknown S3 option {key:?}")))?;
                 builder = builder.with_config(config_key, value);
             }
+            let connector = RecordingConnector::default();
+            let config = S3Uploads::config(&builder);
             let s3 = builder
-                .with_retry(retry)
+                .with_retry(retry.clone())
+                .with_http_connector(connector.clone())
                 .build()
                 .map_err(|e| invalid(e.to_string()))?;
             let prefix = parsed.path().trim_matches('/');
+            leftovers = S3Uploads::new(s3.clone(), &connector, config, prefix, retry)
+                .map(|uploads| Leftovers::S3(Arc::new(uploads)))
+                .unwrap_or(Leftovers::None);
             if prefix.is_empty() {
                 Arc::new(s3)
             } else {
@@ -236,6 +261,7 @@ where
         inner,
         url: url.trim_end_matches('/').to_string(),
         part_size,
+        leftovers,
     }))
 }
 
@@ -263,6 +289,17 @@ pub struct ObjectBackupStore {
     inner: Arc<dyn ObjectStore>,
     url: String,
     part_size: usize,
+    leftovers: Leftovers,
+}
+
+/// Where unfinished uploads leave something behind that object_store cannot list.
+#[derive(Debug, Clone)]
+enum Leftovers {
+    None,
+    /// Incomplete multipart uploads in the bucket.
+    S3(Arc<S3Uploads>),
+    /// Staging files of a killed process under this directory.
+    Local(std::path::PathBuf),
 }
 
 impl ObjectBackupStore {
@@ -273,6 +310,7 @@ impl ObjectBackupStore {
             inner,
             url: url.into(),
             part_size: UPLOAD_PART_SIZE,
+            leftovers: Leftovers::None,
         }
     }
 
@@ -298,6 +336,17 @@ impl ObjectBackupStore {
                 source: Box::new(source),
             },
         }
+    }
+
+    fn io_error(&self, operation: &'static str, key: &str, e: std::io::Error) -> StoreError {
+        self.error(
+            operation,
+            key,
+            object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(e),
+            },
+        )
     }
 
     fn path(&self, key: &str) -> Result<ObjectPath, StoreError> {
@@ -415,6 +464,38 @@ impl BackupStore for ObjectBackupStore {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(self.error("create", key, e)),
+        }
+    }
+
+    async fn incomplete_uploads(&self, prefix: &str) -> Result<Vec<IncompleteUpload>, StoreError> {
+        const OPERATION: &str = "list incomplete uploads under";
+        match &self.leftovers {
+            Leftovers::None => Ok(Vec::new()),
+            Leftovers::S3(s3) => s3
+                .list(prefix)
+                .await
+                .map_err(|e| self.error(OPERATION, prefix, e)),
+            Leftovers::Local(root) => {
+                let root = root.clone();
+                let key = prefix.to_string();
+                tokio::task::spawn_blocking(move || multipart::local_staging_files(&root, &key))
+                    .await
+                    .expect("listing staging files panicked")
+                    .map_err(|e| self.io_error(OPERATION, prefix, e))
+            }
+        }
+    }
+
+    async fn abort_incomplete_upload(&self, upload: &IncompleteUpload) -> Result<(), StoreError> {
+        const OPERATION: &str = "abort incomplete upload of";
+        match &self.leftovers {
+            Leftovers::None => Ok(()),
+            Leftovers::S3(s3) => s3
+                .abort(upload)
+                .await
+                .map_err(|e| self.error(OPERATION, &upload.key, e)),
+            Leftovers::Local(root) => multipart::remove_local_staging_file(root, upload)
+                .map_err(|e| self.io_error(OPERATION, &upload.key, e)),
         }
     }
 }

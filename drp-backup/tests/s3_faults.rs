@@ -5,8 +5,9 @@
 //! object_store's exponential backoff and jitter) and the backup completes whole; a backup
 //! that cannot complete fails with a message naming the store, no snapshot becomes visible,
 //! its multipart upload is aborted when the store still answers, and the next backup
-//! succeeds; permanent errors (403, 404) fail at once; a restore cut off leaves the target as
-//! it was.
+//! succeeds; an upload whose abort could not reach the store is aborted by the next prune
+//! (past its grace period); permanent errors (403, 404) fail at once; a restore cut off
+//! leaves the target as it was.
 
 mod support;
 
@@ -16,10 +17,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use drp_backup::keys::generate_key;
+use drp_backup::store::UPLOAD_PART_SIZE;
 use drp_backup::{
-    BackupStore, CreateOptions, Recipients, Repository, RestoreDestination, RestoreOptions,
-    SecretKeys, SourceSpec, open_store_with,
+    BackupStore, CreateOptions, PruneReport, Recipients, Repository, RestoreDestination,
+    RestoreOptions, RetentionPolicy, SecretKeys, SourceSpec, open_store_with,
 };
 use support::fault_proxy::{Fault, FaultProxy};
 use support::s3::S3Server;
@@ -118,6 +121,23 @@ impl World {
             .collect();
         keys.sort();
         keys
+    }
+
+    /// `drp backup prune --keep-last 10 --orphan-grace GRACE`.
+    async fn prune(
+        &self,
+        store: &Arc<dyn BackupStore>,
+        grace: jiff::SignedDuration,
+        dry_run: bool,
+    ) -> drp_backup::Result<PruneReport> {
+        let policy = RetentionPolicy {
+            keep_last: Some(10),
+            ..RetentionPolicy::default()
+        };
+        Repository::new(store.clone(), "acme")
+            .unwrap()
+            .prune(&policy, grace, dry_run)
+            .await
     }
 
     async fn restore(&self, store: &Arc<dyn BackupStore>, target: &Path) -> drp_backup::Result<()> {
@@ -264,14 +284,84 @@ async fn the_store_dying_mid_upload_fails_within_the_retry_budget_and_the_next_b
     // Objects of the failed snapshot could not be removed while the store was down: none
     // exists here (the only source failed), and prune removes such leftovers later.
     assert_eq!(world.objects().await, Vec::<String>::new());
-    // The abort was sent while the server was down: its upload stays incomplete (the
-    // bucket's abort-incomplete-multipart-upload lifecycle rule reclaims it; README).
+    // The abort was sent while the server was down: its upload stays incomplete, its parts
+    // kept (and billed) by the server.
     let leftover = world.s3.incomplete_uploads();
     eprintln!("incomplete uploads left by the outage: {leftover:?}");
-    assert!(leftover.len() <= 1, "{leftover:?}");
+    assert_eq!(leftover.len(), 1, "{leftover:?}");
+    assert!(
+        leftover[0].starts_with("drp/acme/data/") && leftover[0].ends_with("/www.tar.zst.pgp"),
+        "{leftover:?}"
+    );
+
+    // Younger than the default grace: it may be a backup still running, prune leaves it.
+    let report = world.prune(&store, jiff::SignedDuration::from_hours(24), false);
+    assert_eq!(report.await.unwrap().aborted_uploads, []);
+    assert_eq!(world.s3.incomplete_uploads(), leftover);
+    // With no grace it is aborted; the report names it relative to the store, as every key.
+    let report = world
+        .prune(&store, jiff::SignedDuration::ZERO, false)
+        .await
+        .unwrap();
+    let aborted: Vec<&str> = report
+        .aborted_uploads
+        .iter()
+        .map(|u| u.key.as_str())
+        .collect();
+    assert_eq!(aborted, [leftover[0].strip_prefix("drp/").unwrap()]);
+    assert_eq!(world.s3.incomplete_uploads(), Vec::<String>::new());
 
     let snapshot = world.backup(&store).await.unwrap();
     assert_eq!(world.snapshots().await, [snapshot]);
+    let target = world.path("restored");
+    world.restore(&store, &target).await.unwrap();
+    assert_eq!(tree(&target.join("www")), tree(&world.path("src")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_leaves_an_upload_in_progress_alone_until_its_grace_has_passed() {
+    let world = World::new();
+    let store = world.store("3", "30s");
+    // A backup still running: its upload started, one part sent. (moto gives every upload
+    // the same old initiation time; the snapshot id in the key still says "just now".)
+    let snapshot = drp_backup::manifest::new_snapshot_id(jiff::Timestamp::now());
+    let key = &format!("acme/data/{snapshot}/www.tar.zst.pgp");
+    let mut upload = store.put_stream(key).await.unwrap();
+    upload
+        .write(Bytes::from(vec![7; UPLOAD_PART_SIZE + 1]))
+        .await
+        .unwrap();
+    upload.write(Bytes::from_static(b"more")).await.unwrap();
+    assert_eq!(world.s3.incomplete_uploads(), [format!("drp/{key}")]);
+
+    let report = world
+        .prune(&store, jiff::SignedDuration::from_hours(24), false)
+        .await
+        .unwrap();
+    assert_eq!(report.aborted_uploads, []);
+    assert_eq!(world.s3.incomplete_uploads(), [format!("drp/{key}")]);
+
+    // A dry run lists it and keeps it; the listing rides out two 503s.
+    world.proxy.set(Fault::ServiceUnavailable { remaining: 2 });
+    let report = world
+        .prune(&store, jiff::SignedDuration::ZERO, true)
+        .await
+        .unwrap();
+    assert_eq!(world.proxy.served_503(), 2);
+    assert!(report.dry_run);
+    assert_eq!(report.aborted_uploads.len(), 1, "{report:?}");
+    assert_eq!(&report.aborted_uploads[0].key, key);
+    assert_eq!(world.s3.incomplete_uploads(), [format!("drp/{key}")]);
+
+    let report = world
+        .prune(&store, jiff::SignedDuration::ZERO, false)
+        .await
+        .unwrap();
+    assert_eq!(report.aborted_uploads.len(), 1, "{report:?}");
+    assert_eq!(world.s3.incomplete_uploads(), Vec::<String>::new());
+    // Its writer finds out: the upload cannot be completed any more.
+    assert!(upload.complete().await.is_err());
+    assert_eq!(world.objects().await, Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,6 +413,22 @@ async fn forbidden_and_missing_bucket_fail_fast_with_the_store_named() {
         "{}",
         world.proxy.served_status()
     );
+    // Listing incomplete uploads (prune's own request) fails alike, at once.
+    let served = world.proxy.served_status();
+    let error = store
+        .incomplete_uploads("acme/data")
+        .await
+        .unwrap_err()
+        .to_string();
+    eprintln!("forbidden listing of incomplete uploads: {error}");
+    assert!(error.contains(&world.s3.url("drp")), "{error}");
+    assert!(
+        error.contains("list incomplete uploads under acme/data"),
+        "{error}"
+    );
+    assert!(error.contains("403"), "{error}");
+    assert!(error.contains("SignatureDoesNotMatch"), "{error}");
+    assert_eq!(world.proxy.served_status(), served + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

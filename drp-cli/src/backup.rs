@@ -248,13 +248,22 @@ pub async fn run(command: BackupCommand) -> Result<(), CommandError> {
             for orphan in &report.orphans {
                 println!("{verb:<7} {orphan} (data of an interrupted backup, no manifest)");
             }
+            let abort = if dry_run { "would abort" } else { "aborted" };
+            for upload in &report.aborted_uploads {
+                println!(
+                    "{abort:<7} upload of {} started {} (never completed)",
+                    upload.key, upload.initiated
+                );
+            }
             eprintln!(
-                "stack {}: {} kept, {} snapshots and {} interrupted backups {verb}, {} objects",
+                "stack {}: {} kept, {} snapshots and {} interrupted backups {verb}, {} objects; \
+                 {} incomplete uploads {abort}",
                 repo.stack(),
                 report.decisions.iter().filter(|d| d.keep).count(),
                 report.decisions.iter().filter(|d| !d.keep).count(),
                 report.orphans.len(),
-                report.removed_objects.len()
+                report.removed_objects.len(),
+                report.aborted_uploads.len()
             );
             Ok(())
         }

@@ -233,7 +233,8 @@ Example:
         json: bool,
     },
     /// Remove snapshots that no --keep-* rule keeps (restic-style; days, weeks and months are
-    /// UTC), and data left by interrupted backups.
+    /// UTC), and data left by interrupted backups: their objects, and their uploads never
+    /// completed nor aborted (S3 multipart uploads, whose parts are invisible but billed).
     Prune {
         #[command(flatten)]
         stack: StackArgs,
@@ -249,11 +250,12 @@ Example:
         /// Keep the newest snapshot of each of the last N months that have one.
         #[arg(long, value_name = "N")]
         keep_monthly: Option<u32>,
-        /// Data of interrupted backups (no manifest) is removed once older than this, so a
-        /// backup still running is left alone (e.g. 24h, 90m, 0s).
+        /// Data of interrupted backups (no manifest) is removed, and their incomplete uploads
+        /// aborted, once older than this, so a backup still running is left alone (e.g. 24h,
+        /// 90m, 0s).
         #[arg(long, value_name = "DURATION", default_value = "24h")]
         orphan_grace: String,
-        /// Print what would be removed, remove nothing.
+        /// Print what would be removed or aborted, change nothing.
         #[arg(long)]
         dry_run: bool,
         /// Print one JSON object instead of text.

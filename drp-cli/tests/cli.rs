@@ -518,6 +518,10 @@ fn prune_keeps_by_rule_and_explains_itself() {
         dry.contains(&format!("would remove {} (no rule keeps it)", ids[0])),
         "{dry}"
     );
+    let json: Value = serde_json::from_str(&prune(&["--dry-run", "--json"])).unwrap();
+    assert_eq!(json["dry_run"], true, "{json}");
+    // A local store has no unfinished uploads here: the field is there, empty.
+    assert_eq!(json["aborted_uploads"], serde_json::json!([]), "{json}");
     let real = prune(&[]);
     assert!(
         real.contains(&format!("removed {} (no rule keeps it)", ids[0])),

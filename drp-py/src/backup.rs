@@ -620,9 +620,10 @@ pub fn backup_restore(
 /// Applies a retention policy to `stack` (in `store`, or the store of `plan`), like `drp
 /// backup prune`: a snapshot kept by any `keep_*` rule stays (at least one rule is
 /// required); data of interrupted backups older than `orphan_grace` (`"24h"`, `"90m"`,
-/// `"0s"`) is removed too. With `dry_run` nothing is removed. Returns `decisions` (per
-/// snapshot, newest first: `snapshot`, `time`, `keep`, `reasons`), `orphans`,
-/// `removed_objects` and `dry_run`.
+/// `"0s"`) is removed too, and their uploads never completed nor aborted (S3 multipart
+/// uploads) are aborted. With `dry_run` nothing is removed or aborted. Returns `decisions`
+/// (per snapshot, newest first: `snapshot`, `time`, `keep`, `reasons`), `orphans`,
+/// `removed_objects`, `aborted_uploads` (`key`, `upload_id`, `initiated`) and `dry_run`.
 #[pyfunction]
 #[pyo3(signature = (store=None, stack=None, *, plan=None, keep_last=None, keep_daily=None,
     keep_weekly=None, keep_monthly=None, orphan_grace="24h".to_string(), dry_run=false),

@@ -15,6 +15,50 @@ pub async fn run(store: &dyn BackupStore) {
     aborted_and_dropped_uploads_leave_nothing(store).await;
     put_if_absent_creates_once(store).await;
     racing_creates_have_one_winner(store).await;
+    unfinished_uploads_are_listed_and_aborted(store).await;
+}
+
+/// An upload left unfinished (as by a killed process: neither completed nor aborted) is
+/// either nothing at all (the store keeps nothing of it) or listed by `incomplete_uploads`,
+/// under its own key only, and gone once aborted. Finished uploads are never listed.
+async fn unfinished_uploads_are_listed_and_aborted(store: &dyn BackupStore) {
+    let mut finished = store.put_stream("i/stack/data/done").await.unwrap();
+    finished.write(Bytes::from_static(b"whole")).await.unwrap();
+    finished.complete().await.unwrap();
+    let mut unfinished = store.put_stream("i/stack/data/1/www").await.unwrap();
+    unfinished
+        .write(Bytes::from(pattern(UPLOAD_PART_SIZE + 10)))
+        .await
+        .unwrap();
+    // Let the part reach the store, as a backup killed later would have.
+    unfinished.write(Bytes::from_static(b"tail")).await.unwrap();
+    let elsewhere = store.put_stream("i/stack-two/data/x").await.unwrap();
+
+    let listed = store.incomplete_uploads("i/stack/data").await.unwrap();
+    assert!(
+        listed.iter().all(|u| u.key == "i/stack/data/1/www"),
+        "{store}: incomplete uploads under i/stack/data: {listed:?}"
+    );
+    assert!(listed.len() <= 1, "{store}: {listed:?}");
+    // `initiated` is not checked: moto answers a constant (2010-11-10T20:48:33Z).
+    for upload in &listed {
+        store.abort_incomplete_upload(upload).await.unwrap();
+        // Twice is fine: another prune may have been first.
+        store.abort_incomplete_upload(upload).await.unwrap();
+    }
+    assert_eq!(
+        store.incomplete_uploads("i/stack/data").await.unwrap(),
+        [],
+        "{store}: an aborted upload is still listed"
+    );
+    assert!(
+        store.incomplete_uploads("none").await.unwrap().is_empty(),
+        "{store}: incomplete uploads under an empty prefix"
+    );
+    drop(unfinished);
+    elsewhere.abort().await.unwrap();
+    store.delete("i/stack/data/done").await.unwrap();
+    assert!(store.incomplete_uploads("i").await.unwrap().is_empty());
 }
 
 async fn put_if_absent_creates_once(store: &dyn BackupStore) {

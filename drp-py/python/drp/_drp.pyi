@@ -188,8 +188,10 @@ def backup_prune(
 ) -> _Json:
     """Applies a retention policy like ``drp backup prune`` (a snapshot kept by any rule
     stays; at least one rule is required) and removes data of interrupted backups older
-    than ``orphan_grace``. Returns ``decisions`` (``snapshot``, ``time``, ``keep``,
-    ``reasons``), ``orphans``, ``removed_objects``, ``dry_run``."""
+    than ``orphan_grace``, aborting their uploads never completed nor aborted (S3
+    multipart uploads). Returns ``decisions`` (``snapshot``, ``time``, ``keep``,
+    ``reasons``), ``orphans``, ``removed_objects``, ``aborted_uploads`` (``key``,
+    ``upload_id``, ``initiated``), ``dry_run``."""
 
 def probe(spec: Mapping[str, Any], *, wait: Union[float, str, None] = None) -> _Json:
     """Runs a probe given as a plan's probe table (``{"kind": "http", "url": ...,
