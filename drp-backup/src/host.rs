@@ -12,6 +12,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::manifest::SourceKind;
+use crate::pipe::copy_in_chunks;
 use crate::source::SourceOrigin;
 
 /// Bytes of a failed command's standard error kept for its error message.
@@ -158,7 +159,7 @@ impl Host for LocalHost {
             }
             (SourceOrigin::Path(path), _) => {
                 let mut file = std::fs::File::open(path).map_err(|e| failed(path, e))?;
-                io::copy(&mut file, out)
+                copy_in_chunks(&mut file, out)
                     .map(drop)
                     .map_err(|e| failed(path, e))
             }
@@ -206,7 +207,7 @@ impl Host for LocalHost {
             }
             SourceKind::File | SourceKind::Command => {
                 let mut file = std::fs::File::create_new(path)?;
-                io::copy(plain, &mut file)?;
+                copy_in_chunks(plain, &mut file)?;
                 file.sync_all()?;
             }
         }
@@ -249,7 +250,7 @@ impl Host for LocalHost {
             .spawn()?;
         let stderr = collect_tail(child.stderr.take().expect("stderr is piped"));
         let mut stdin = child.stdin.take().expect("stdin is piped");
-        if let Err(e) = io::copy(plain, &mut stdin) {
+        if let Err(e) = copy_in_chunks(plain, &mut stdin) {
             // Kill first, close stdin after: the command must not see a clean end of input.
             let _ = child.kill();
             let _ = child.wait();
@@ -588,7 +589,7 @@ fn run_command(command: &str, out: &mut dyn Write) -> Result<(), String> {
         .map_err(|e| format!("cannot start the command: {e}"))?;
     let stderr = collect_tail(child.stderr.take().expect("stderr is piped"));
     let mut stdout = child.stdout.take().expect("stdout is piped");
-    let copied = io::copy(&mut stdout, out);
+    let copied = copy_in_chunks(&mut stdout, out);
     drop(stdout);
     if copied.is_err() {
         // The pipeline stopped: do not leave the command running or a zombie behind.

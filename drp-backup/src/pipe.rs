@@ -108,6 +108,24 @@ impl PipeReader {
     }
 }
 
+/// `io::copy` with a [`CHUNK_SIZE`] buffer instead of its 8 KiB one: a backup or restore of
+/// a large file then makes a thirty-second of the read and write calls, and each stage of the
+/// pipeline gets whole chunks to work on.
+pub(crate) fn copy_in_chunks(from: &mut dyn Read, to: &mut dyn Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; CHUNK_SIZE];
+    let mut total = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
 /// Copies a pipe into a writer chunk by chunk: no intermediate buffer, and large writes (the
 /// compressor and the cipher work best on whole chunks rather than `io::copy`'s 8 KiB).
 pub(crate) fn pump(from: &mut PipeReader, to: &mut dyn Write) -> io::Result<u64> {

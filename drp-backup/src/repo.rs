@@ -21,7 +21,9 @@ use crate::manifest::{
     Layout, MANIFEST_FORMAT, Manifest, SourceKind, SourceRecord, is_snapshot_id, new_snapshot_id,
     validate_name,
 };
-use crate::pipe::{Chunk, CountingWriter, PIPE_DEPTH, PipeReader, PipeWriter, pipe, pump};
+use crate::pipe::{
+    Chunk, CountingWriter, PIPE_DEPTH, PipeReader, PipeWriter, copy_in_chunks, pipe, pump,
+};
 use crate::retention::{RetentionDecision, RetentionPolicy};
 use crate::source::SourceSpec;
 use crate::store::{BackupStore, BackupStoreExt, IncompleteUpload, ObjectInfo, StoreError};
@@ -796,7 +798,7 @@ impl Repository {
                     return Err(DecryptFailure::Key(e));
                 }
             };
-            io::copy(&mut reader, &mut plain_out).map_err(DecryptFailure::Data)?;
+            copy_in_chunks(&mut reader, &mut plain_out).map_err(DecryptFailure::Data)?;
             plain_out.finish().map_err(DecryptFailure::Data)
         });
         let kind = record.kind;
