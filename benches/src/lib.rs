@@ -1,6 +1,6 @@
 //! Helpers shared by drp's benchmarks; see `benches/README.md` for what is measured and how.
 //!
-//! The criterion benchmark (`benches/pipeline.rs`) measures the library's pipeline in-process;
+//! The criterion benchmarks (`benches/*.rs`) measure the library in-process;
 //! `compare-backup.sh` measures the `drp` binary against `tar | zstd | gpg` and `restic`.
 
 use std::fs::File;
