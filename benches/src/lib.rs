@@ -1,7 +1,7 @@
 //! Helpers shared by drp's benchmarks; see `benches/README.md` for what is measured and how.
 //!
-//! The criterion benchmark (`benches/pipeline.rs`) measures the library's pipeline in-process;
-//! `compare.sh` measures the `drp` binary against `tar | zstd | gpg`, restic and duplicity.
+//! The criterion benchmarks (`benches/*.rs`) measure the library in-process; `compare.sh`
+//! measures the `drp` binary against `tar | zstd | gpg`, restic and duplicity.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
