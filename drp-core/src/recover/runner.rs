@@ -74,6 +74,10 @@ pub struct PlanRunner {
     keys: Mutex<HashMap<String, SecretKeys>>,
     /// Per host name, connected once.
     transports: Mutex<HashMap<String, Arc<dyn Transport>>>,
+    /// Spares this run has leased, host → stack. A spare here is known to be taken without
+    /// asking the store: otherwise the k-th stack to look for a spare would try every spare
+    /// the earlier ones took again, N²/2 store requests for N stacks (20,100 for 200).
+    leased: Mutex<HashMap<String, String>>,
     /// Secret values: hidden from what notifiers send (a failed command's stderr may echo
     /// one; the journal has its own [`Redact`](crate::executor::Redact)).
     secrets: Vec<String>,
@@ -113,6 +117,7 @@ impl PlanRunner {
             trust,
             keys: Mutex::default(),
             transports: Mutex::default(),
+            leased: Mutex::default(),
             secrets: super::plan_secrets(&plan_for_secrets),
         })
     }
@@ -265,6 +270,20 @@ impl PlanRunner {
         // every lifetime, which async_trait needs.
         let spares: Vec<Host> = self.plan.spares_for(dc, role).cloned().collect();
         for host in &spares {
+            let leased_for = self
+                .leased
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&host.name)
+                .filter(|holder| *holder != stack)
+                .cloned();
+            if let Some(holder) = leased_for {
+                skipped.push(format!(
+                    "{}: held by run {} for stack {holder}",
+                    host.name, call.run_id
+                ));
+                continue;
+            }
             let key = lease_key(&host.name);
             let lease = HostLease {
                 host: host.name.clone(),
@@ -305,6 +324,10 @@ impl PlanRunner {
                 let _ = self.store.delete(&key).await;
                 continue;
             }
+            self.leased
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(host.name.clone(), stack.clone());
             return Ok(StepOutput::done()
                 .with_fact(HOST_FACT, host.name.clone())
                 .with_fact(ADDRESS_FACT, host.address.to_string())
