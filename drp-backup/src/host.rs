@@ -478,6 +478,9 @@ fn extract_archive(plain: &mut dyn Read, dir: &Path) -> io::Result<()> {
     archive.set_preserve_ownerships(root);
     let mut rules = ArchiveRules::default();
     let mut directories = Vec::new();
+    // Directories made for the entries so far (relative): each is created once, not once per
+    // entry below it.
+    let mut made: HashSet<PathBuf> = HashSet::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
         let (relative, accepted) = rules.check(&entry)?;
@@ -487,6 +490,24 @@ fn extract_archive(plain: &mut dyn Read, dir: &Path) -> io::Result<()> {
             Accepted::Fifo => make_fifo(&entry, &dir.join(&relative), root).map_err(|e| {
                 with_causes(e, &format!("creating the fifo {}", relative.display()))
             })?,
+            // Files and symbolic links, checked by `rules`, go straight to their place.
+            // `unpack_in` would check each path again by resolving the restore directory and
+            // the entry's parent (two `canonicalize`, some thirty system calls an entry),
+            // which made restoring a tree of 50,000 files a third slower than `tar -x`; the
+            // rules already guarantee what that check does, because `dir` is a new, empty
+            // directory that only this archive writes to and the rules refuse every path
+            // through a symbolic link the archive made. Hard links keep `unpack_in`, which
+            // resolves their target inside `dir`.
+            Accepted::Other if entry.header().entry_type() != tar::EntryType::Link => {
+                if let Some(parent) = relative.parent().filter(|p| !made.contains(*p)) {
+                    std::fs::create_dir_all(dir.join(parent))
+                        .map_err(|e| with_causes(e, &format!("creating {}", parent.display())))?;
+                    made.extend(parent.ancestors().map(Path::to_path_buf));
+                }
+                entry
+                    .unpack(dir.join(&relative))
+                    .map_err(|e| with_causes(e, &format!("restoring {}", relative.display())))?;
+            }
             Accepted::Other => {
                 if !entry.unpack_in(dir).map_err(|e| with_causes(e, ""))? {
                     // tar's own checks agree with ours; this is a second line of defence.
