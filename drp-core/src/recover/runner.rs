@@ -74,6 +74,10 @@ pub struct PlanRunner {
     keys: Mutex<HashMap<String, SecretKeys>>,
     /// Per host name, connected once.
     transports: Mutex<HashMap<String, Arc<dyn Transport>>>,
+    /// Restore hosts by host name: one per host for the whole run, so that a restore that was
+    /// cut off leaves its staging directory to the next restore on that host to remove (see
+    /// [`crate::remote`]).
+    restore_hosts: Mutex<HashMap<String, TransportHost>>,
     /// Secret values: hidden from what notifiers send (a failed command's stderr may echo
     /// one; the journal has its own [`Redact`](crate::executor::Redact)).
     secrets: Vec<String>,
@@ -113,6 +117,7 @@ impl PlanRunner {
             trust,
             keys: Mutex::default(),
             transports: Mutex::default(),
+            restore_hosts: Mutex::default(),
             secrets: super::plan_secrets(&plan_for_secrets),
         })
     }
@@ -129,6 +134,16 @@ impl PlanRunner {
         transports
             .entry(host.name.clone())
             .or_insert_with(|| host.transport())
+            .clone()
+    }
+
+    /// The [`drp_backup::Host`] that restores onto `host` (inside the runtime).
+    fn restore_host(&self, host: &Host) -> TransportHost {
+        let transport = self.transport(host);
+        let mut hosts = self.restore_hosts.lock().unwrap_or_else(|e| e.into_inner());
+        hosts
+            .entry(host.name.clone())
+            .or_insert_with(|| TransportHost::new(transport))
             .clone()
     }
 
@@ -443,7 +458,7 @@ impl PlanRunner {
         options.snapshot = SnapshotSelector::Id(snapshot.clone());
         options.sources = vec![source.to_string()];
         options.trust = self.trust.clone();
-        options.host = Arc::new(TransportHost::new(self.transport(host)));
+        options.host = Arc::new(self.restore_host(host));
         let report = off_thread(move || async move { repo.restore(options).await })
             .await
             .map_err(|e| StepError::permanent(format!("restoring {source}: {e}")))?
