@@ -4,12 +4,17 @@
 //! machines on top of drp-provision's transports, so that this crate needs no SSH. The
 //! methods are blocking: the backup and restore pipelines call them from their own threads.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
 use std::fmt;
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::manifest::SourceKind;
 use crate::pipe::copy_in_chunks;
@@ -18,8 +23,26 @@ use crate::source::SourceOrigin;
 /// Bytes of a failed command's standard error kept for its error message.
 pub const STDERR_TAIL: usize = 2048;
 
+/// How the name of a staging directory inside a restore target begins (`TARGET/.drp-restore-XXXXXX`).
+pub const STAGING_PREFIX: &str = ".drp-restore-";
+
+/// How the name of a staging directory begins once a restore that could not move its data
+/// into place kept it for the operator (`TARGET/.drp-kept-XXXXXX`): never removed by drp.
+pub const KEPT_PREFIX: &str = ".drp-kept-";
+
+/// How long an *empty* staging directory nobody holds a lock on is left alone: the moment
+/// between its creation and its restore taking the lock (see [`Host::prepare_restore`]).
+pub const EMPTY_STAGING_GRACE: Duration = Duration::from_secs(120);
+
 /// A staging directory inside a restore target: restored sources wait there until every one
 /// of them was checked, then move into the target.
+///
+/// While its restore runs, the staging directory is locked (`flock(2)` on the directory, held
+/// by the restoring process, or on a remote host by a process of the restore's SSH session):
+/// a staging directory that nobody holds a lock on belongs to a restore that ended without
+/// cleaning up (killed, or cut off from the host), and the next restore into the same target
+/// removes it — unless it is empty and younger than [`EMPTY_STAGING_GRACE`], the state of a
+/// staging directory in the instant between its creation and its lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Staging {
     /// The restore target.
@@ -97,8 +120,10 @@ pub trait Host: Send + Sync + fmt::Debug + fmt::Display {
         out: &mut dyn Write,
     ) -> Result<(), HostError>;
 
-    /// Refuses if any `target/NAME` exists, creates `target` if missing, and makes a new,
-    /// empty staging directory inside it.
+    /// Refuses if any `target/NAME` exists, creates `target` if missing, removes the staging
+    /// directories of earlier restores into `target` that were abandoned (see [`Staging`]:
+    /// nobody holds their lock), and makes a new, empty staging directory inside it, locked
+    /// until the restore is committed or discarded.
     fn prepare_restore(&self, target: &Path, names: &[&str]) -> Result<Staging, HostError>;
 
     /// Writes one source's plaintext, read to the end, to `path` (inside the staging
@@ -108,7 +133,8 @@ pub trait Host: Send + Sync + fmt::Debug + fmt::Display {
     -> io::Result<()>;
 
     /// Moves `staging.dir/NAME` to `staging.target/NAME` for every name, then removes the
-    /// staging directory.
+    /// staging directory. If a name appeared in the target meanwhile, the staging directory
+    /// is renamed `target/.drp-kept-XXXXXX` (which the error names) and kept for the operator.
     fn commit_restore(&self, staging: &Staging, names: &[&str]) -> Result<(), HostError>;
 
     /// Removes the staging directory, and the target if it was created for this restore and
@@ -181,12 +207,20 @@ impl Host for LocalHost {
         }
         let created_target = !target.exists();
         std::fs::create_dir_all(target).map_err(|e| format!("cannot create it: {e}"))?;
+        for removed in remove_abandoned_stagings(target) {
+            tracing::warn!(
+                "removed {}, the staging directory of an earlier restore that did not finish",
+                removed.display()
+            );
+        }
         let dir = tempfile::Builder::new()
-            .prefix(".drp-restore-")
+            .prefix(STAGING_PREFIX)
             .tempdir_in(target)
             .map_err(|e| format!("cannot create a staging directory in it: {e}"))?
-            // Kept until commit or discard; a killed restore leaves only this hidden directory.
+            // Kept until commit or discard; a killed restore leaves only this hidden directory,
+            // unlocked, which the next restore into the target removes.
             .keep();
+        lock_staging(&dir);
         Ok(Staging {
             target: target.to_path_buf(),
             dir,
@@ -220,21 +254,32 @@ impl Host for LocalHost {
         for name in names {
             let destination = staging.target.join(name);
             if destination.symlink_metadata().is_ok() {
+                let kept = kept_name(staging);
+                let left_in = match std::fs::rename(&staging.dir, &kept) {
+                    Ok(()) => kept,
+                    Err(_) => staging.dir.clone(),
+                };
+                unlock_staging(&staging.dir);
                 return Err(HostError::new(format!(
                     "{} appeared during the restore; the restored data was left in {}",
                     destination.display(),
-                    staging.dir.display()
+                    left_in.display()
                 )));
             }
-            std::fs::rename(staging.dir.join(name), &destination)
-                .map_err(|e| format!("moving {name} into place: {e}"))?;
+            std::fs::rename(staging.dir.join(name), &destination).map_err(|e| {
+                unlock_staging(&staging.dir);
+                format!("moving {name} into place: {e}")
+            })?;
         }
-        std::fs::remove_dir(&staging.dir)
-            .map_err(|e| HostError::new(format!("removing {}: {e}", staging.dir.display())))
+        let removed = std::fs::remove_dir(&staging.dir)
+            .map_err(|e| HostError::new(format!("removing {}: {e}", staging.dir.display())));
+        unlock_staging(&staging.dir);
+        removed
     }
 
     fn discard_restore(&self, staging: &Staging) {
         let _ = std::fs::remove_dir_all(&staging.dir);
+        unlock_staging(&staging.dir);
         if staging.created_target {
             let _ = std::fs::remove_dir(&staging.target);
         }
@@ -270,6 +315,82 @@ impl Host for LocalHost {
             )))
         }
     }
+}
+
+/// The locks this process holds on the staging directories of its restores (see [`Staging`]),
+/// by directory: released by commit or discard, or by the end of the process however it ends.
+static STAGING_LOCKS: Mutex<Option<HashMap<PathBuf, Flock<File>>>> = Mutex::new(None);
+
+/// Takes the lock that marks `dir` as the staging directory of a running restore. Best effort:
+/// where the file system has no `flock(2)`, restores run unlocked and nothing is ever found
+/// abandoned there (a lock that cannot be tested is never taken for a free one).
+fn lock_staging(dir: &Path) {
+    let Ok(file) = File::open(dir) else { return };
+    if let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        let mut locks = STAGING_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+        locks
+            .get_or_insert_with(HashMap::new)
+            .insert(dir.to_path_buf(), lock);
+    }
+}
+
+fn unlock_staging(dir: &Path) {
+    let mut locks = STAGING_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(locks) = locks.as_mut() {
+        locks.remove(dir);
+    }
+}
+
+/// `TARGET/.drp-kept-XXXXXX` for `TARGET/.drp-restore-XXXXXX`.
+fn kept_name(staging: &Staging) -> PathBuf {
+    let name = staging
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let suffix = name.strip_prefix(STAGING_PREFIX).unwrap_or(&name);
+    staging.target.join(format!("{KEPT_PREFIX}{suffix}"))
+}
+
+/// Removes the staging directories in `target` that are abandoned by the rule of [`Staging`]
+/// (a directory named `.drp-restore-*`, not a link, that this call could lock, and that is not
+/// empty or is older than [`EMPTY_STAGING_GRACE`]); returns those it removed. The lock is held
+/// while removing, so two restores never remove the same directory, nor a live one.
+pub fn remove_abandoned_stagings(target: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(target) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(STAGING_PREFIX)
+            || !entry.file_type().is_ok_and(|t| t.is_dir())
+        {
+            continue;
+        }
+        let dir = entry.path();
+        let Ok(file) = File::open(&dir) else { continue };
+        let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
+            // Held by a running restore (or locks do not work here): not ours to judge.
+            continue;
+        };
+        let empty = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none());
+        let young = lock
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < EMPTY_STAGING_GRACE);
+        if empty && young {
+            continue;
+        }
+        if std::fs::remove_dir_all(&dir).is_ok() {
+            removed.push(dir);
+        }
+    }
+    removed
 }
 
 /// An archive entry that a restore refuses: extracting it could write outside the restore
@@ -879,5 +1000,105 @@ mod tests {
 
         let err = LocalHost.prepare_restore(&target, &["a"]).unwrap_err();
         assert!(err.to_string().contains("already exists"), "{err}");
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_restore_removes_abandoned_staging_directories_and_no_live_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("srv");
+        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        // A killed restore's staging: data, and nobody holds its lock.
+        std::fs::create_dir_all(target.join(".drp-restore-killed/www")).unwrap();
+        std::fs::write(target.join(".drp-restore-killed/www/f"), "partial").unwrap();
+        // One that died before writing anything, an hour ago.
+        std::fs::create_dir(target.join(".drp-restore-old")).unwrap();
+        File::open(target.join(".drp-restore-old"))
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        // A restore that just created its staging directory and has not locked it yet.
+        std::fs::create_dir(target.join(".drp-restore-new")).unwrap();
+        // A running restore of another process, an hour long already (the lock is per open
+        // file, as a lock of another process would be).
+        std::fs::create_dir_all(target.join(".drp-restore-live/www")).unwrap();
+        let live = File::open(target.join(".drp-restore-live")).unwrap();
+        live.set_modified(hour_ago).unwrap();
+        let live = Flock::lock(live, FlockArg::LockExclusive).unwrap();
+        // A running restore of this process.
+        let mine = LocalHost.prepare_restore(&target, &["db"]).unwrap();
+        LocalHost
+            .write_restored(SourceKind::File, &mine.dir.join("db"), &mut &b"data"[..])
+            .unwrap();
+        // Not staging directories: a link to elsewhere, kept data, the operator's files.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("keep"), "keep").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, target.join(".drp-restore-link")).unwrap();
+        std::fs::create_dir_all(target.join(".drp-kept-abc/www")).unwrap();
+        std::fs::write(target.join("index.html"), "x").unwrap();
+
+        let staging = LocalHost.prepare_restore(&target, &["www"]).unwrap();
+        let mut expected = vec![
+            ".drp-kept-abc".to_string(),
+            ".drp-restore-link".into(),
+            ".drp-restore-live".into(),
+            ".drp-restore-new".into(),
+            mine.dir.file_name().unwrap().to_string_lossy().into_owned(),
+            staging
+                .dir
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+            "index.html".into(),
+        ];
+        expected.sort();
+        assert_eq!(names(&target), expected);
+        assert_eq!(names(&elsewhere), ["keep"]);
+
+        // Once their restores end, what they left is removed by the next restore.
+        drop(live);
+        LocalHost.commit_restore(&mine, &["db"]).unwrap();
+        LocalHost.discard_restore(&staging);
+        File::open(target.join(".drp-restore-new"))
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        let staging = LocalHost.prepare_restore(&target, &["www"]).unwrap();
+        LocalHost.discard_restore(&staging);
+        assert_eq!(
+            names(&target),
+            [".drp-kept-abc", ".drp-restore-link", "db", "index.html"]
+        );
+    }
+
+    #[test]
+    fn a_commit_that_finds_its_name_taken_keeps_the_data_out_of_the_cleanup() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("srv");
+        let staging = LocalHost.prepare_restore(&target, &["a"]).unwrap();
+        LocalHost
+            .write_restored(SourceKind::File, &staging.dir.join("a"), &mut &b"data"[..])
+            .unwrap();
+        std::fs::write(target.join("a"), "someone else's").unwrap();
+        let err = LocalHost.commit_restore(&staging, &["a"]).unwrap_err();
+        let kept = kept_name(&staging);
+        assert!(
+            err.to_string()
+                .ends_with(&format!("the restored data was left in {}", kept.display())),
+            "{err}"
+        );
+        let again = LocalHost.prepare_restore(&target, &["b"]).unwrap();
+        LocalHost.discard_restore(&again);
+        assert_eq!(std::fs::read(kept.join("a")).unwrap(), b"data");
     }
 }

@@ -110,12 +110,14 @@ impl World {
     }
 
     /// Kills (SIGKILL) every process the sshd forked for its connections — the
-    /// per-connection sshd processes and what they run — the way a dropped connection or a
-    /// crashed session looks to drp. Returns how many were killed.
+    /// per-connection sshd processes — the way a dropped connection looks to drp: what they
+    /// ran loses its input and output. (Not what those run: killing a login shell's start-up
+    /// files half-way, e.g. `pyenv rehash` from `.bashrc`, can leave their locks behind.)
+    /// Returns how many were killed.
     fn kill_ssh_connections(&self) -> usize {
         let pid = fs::read_to_string(self.host.dir().join("sshd.pid")).unwrap();
         let mut killed = 0;
-        for child in descendants(pid.trim()) {
+        for child in children(pid.trim()) {
             if Command::new("kill")
                 .args(["-KILL", &child])
                 .stderr(Stdio::null())
@@ -130,18 +132,13 @@ impl World {
     }
 }
 
-/// The pids under `pid` (children first, then theirs), from `pgrep -P`.
-fn descendants(pid: &str) -> Vec<String> {
+/// The children of `pid`, from `pgrep -P`.
+fn children(pid: &str) -> Vec<String> {
     let out = Command::new("pgrep").args(["-P", pid]).output().unwrap();
-    let children: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .map(str::to_string)
-        .collect();
-    let mut all = children.clone();
-    for child in &children {
-        all.extend(descendants(child));
-    }
-    all
+        .collect()
 }
 
 fn text(out: &Output) -> String {
@@ -345,13 +342,163 @@ fn a_remote_restore_whose_ssh_connection_drops_leaves_the_target_as_it_was() {
     assert!(shown.contains("connection lost"), "{shown}");
     // What is visible in the target is what was there; `www` never appeared.
     assert_eq!(visible_tree(&target), before);
-    let hidden: Vec<_> = fs::read_dir(&target)
+    let left = stagings(&target);
+    eprintln!("staging directories left in the target after the cut: {left:?}");
+
+    // The host answers again: the next restore removes what the cut one left (its lease died
+    // with the session: nobody holds its lock), and restores the whole source.
+    let out = world.drp(&args).output().unwrap();
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    for dir in &left {
+        assert!(
+            shown.contains(&format!("removed {}", target.join(dir).display())),
+            "{shown}"
+        );
+    }
+    assert_eq!(stagings(&target), Vec::<String>::new());
+    assert_eq!(
+        fs::metadata(target.join("www/disk.img")).unwrap().len(),
+        1 << 30
+    );
+    assert_eq!(
+        fs::read_to_string(target.join("www/small.txt")).unwrap(),
+        "the small file\n"
+    );
+    assert_eq!(
+        fs::read_to_string(target.join("old/index.html")).unwrap(),
+        "<h1>before</h1>\n"
+    );
+}
+
+/// The names of the staging directories (`.drp-restore-*`) in `target`, sorted.
+fn stagings(target: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(target)
         .unwrap()
         .flatten()
-        .map(|e| e.file_name())
-        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".drp-restore-"))
         .collect();
-    eprintln!("hidden entries left in the target: {hidden:?}");
+    names.sort();
+    names
+}
+
+/// Sets the modification time of `path` to an hour ago.
+fn age(path: &Path) {
+    let status = Command::new("touch")
+        .args(["-d", "1 hour ago"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_remote_restore_removes_abandoned_staging_directories_and_keeps_live_ones() {
+    let world = World::new();
+    let source = world.path("site");
+    fs::create_dir_all(&source).unwrap();
+    fs::write(source.join("index.html"), "<h1>new</h1>\n").unwrap();
+    let store = world.store();
+    world.ok(&[
+        "backup",
+        "create",
+        "--store",
+        &store,
+        "--stack",
+        "acme",
+        "--recipient",
+        "keys/acme.pub.asc",
+        &format!("www={}", source.display()),
+    ]);
+    let target = world.path("remote/srv");
+    // A restore killed mid-stream: data, nobody holds the lock.
+    fs::create_dir_all(target.join(".drp-restore-killed/www")).unwrap();
+    fs::write(target.join(".drp-restore-killed/www/part"), "partial").unwrap();
+    // One that died before it wrote anything, an hour ago.
+    fs::create_dir_all(target.join(".drp-restore-empty")).unwrap();
+    age(&target.join(".drp-restore-empty"));
+    // One that was created a moment ago and is not locked yet: it may be a restore's in the
+    // instant between creating and locking it.
+    fs::create_dir_all(target.join(".drp-restore-young")).unwrap();
+    // A live restore of another process, running for an hour: it holds the lock.
+    let live = target.join(".drp-restore-live");
+    fs::create_dir_all(live.join("db")).unwrap();
+    fs::write(live.join("db/dump.sql"), "half a dump").unwrap();
+    let mut holder = Command::new("flock")
+        .arg(&live)
+        .arg("cat")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while Command::new("flock")
+        .arg("-n")
+        .arg(&live)
+        .arg("true")
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(start.elapsed() < DEADLINE, "the lock was never taken");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    age(&live);
+    // Data a restore kept for the operator (its name was taken meanwhile).
+    fs::create_dir_all(target.join(".drp-kept-abc123/www")).unwrap();
+
+    let target_arg = target.display().to_string();
+    let mut args: Vec<String> = [
+        "backup",
+        "restore",
+        "--store",
+        &store,
+        "--stack",
+        "acme",
+        "--key",
+        "keys/acme.sec.asc",
+        "--to",
+        &target_arg,
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(world.ssh_flags());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = world.drp(&args).output().unwrap();
+    let shown = text(&out);
+    eprintln!("{shown}");
+    assert!(out.status.success(), "{shown}");
+    for removed in [".drp-restore-killed", ".drp-restore-empty"] {
+        let line = format!("removed {}", target.join(removed).display());
+        assert!(shown.contains(&line), "{shown}");
+    }
+    assert_eq!(
+        stagings(&target),
+        [".drp-restore-live", ".drp-restore-young"]
+    );
+    assert_eq!(
+        fs::read_to_string(live.join("db/dump.sql")).unwrap(),
+        "half a dump"
+    );
+    assert!(target.join(".drp-kept-abc123/www").is_dir());
+    assert_eq!(
+        fs::read_to_string(target.join("www/index.html")).unwrap(),
+        "<h1>new</h1>\n"
+    );
+
+    // The live restore ends without cleaning up (killed): the next restore removes it.
+    drop(holder.stdin.take());
+    assert!(holder.wait().unwrap().success());
+    fs::remove_dir_all(target.join("www")).unwrap();
+    let out = world.drp(&args).output().unwrap();
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains(&format!("removed {}", live.display())),
+        "{shown}"
+    );
+    assert_eq!(stagings(&target), [".drp-restore-young"]);
+    assert!(target.join(".drp-kept-abc123/www").is_dir());
 }
 
 /// A plan whose stack's only source is the big one, on the world's sshd host.
@@ -470,6 +617,8 @@ fn a_recovery_whose_restore_loses_its_ssh_connection_retries_and_succeeds() {
         fs::read_to_string(target.join("www/small.txt")).unwrap(),
         "the small file\n"
     );
+    // The cut attempt's staging directory went with the retry.
+    assert_eq!(stagings(&target), Vec::<String>::new());
 }
 
 #[test]

@@ -6,6 +6,23 @@
 //! on either side. Restores are staged in a hidden directory inside the target on the host and
 //! moved into place with `mv` only after every byte was checked, as locally.
 //!
+//! ## Staging directories that outlive their restore
+//!
+//! Each staging directory (`TARGET/.drp-restore-XXXXXX`) is locked (`flock`, util-linux or
+//! BusyBox) by a small *lease* process on the host, started with it and tied to the restore's
+//! SSH session: it waits on its standard input, and is released by a `done` line once the
+//! restore committed or discarded. Three things keep a cut-off restore from leaving its staging
+//! (up to the whole restored data) on the host:
+//!
+//! 1. the lease removes the staging directory itself when its input ends without `done` — the
+//!    session ended under it (drp killed, connection lost): no new connection is needed;
+//! 2. a [`TransportHost`] that cannot discard a staging directory because the host does not
+//!    answer remembers it, and removes it (logging so) at its next restore on that host — a
+//!    recovery's retried restore step — since it knows that restore is over;
+//! 3. every restore removes, before it starts, the staging directories in its target that
+//!    nobody holds the lock of (see [`Staging`]): those of restores that ended without any of
+//!    the above (session processes killed, host rebooted).
+//!
 //! The [`Host`] methods are blocking (the backup pipeline calls them from its own threads);
 //! they drive the async transport with the runtime handle captured at construction.
 //!
@@ -13,13 +30,17 @@
 //! checking fails, the connection is lost), the error keeps the [`TransportError`] as its
 //! source, behind the same message; [`transport_cause`] finds it.
 
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use drp_backup::host::{STDERR_TAIL, Staging, failure_message};
+use drp_backup::host::{
+    EMPTY_STAGING_GRACE, KEPT_PREFIX, STAGING_PREFIX, STDERR_TAIL, Staging, failure_message,
+};
 use drp_backup::{Host, HostError, SourceKind, SourceOrigin};
 use drp_provision::{
     ExitStatus, RemoteChild, RunOptions, Transport, TransportError, TransportExt, shell_quote,
@@ -31,11 +52,37 @@ use tokio::task::JoinHandle;
 /// Bytes moved per read or write between the pipeline and the transport.
 const CHUNK: usize = 256 * 1024;
 
+/// How long releasing a staging directory's lease waits for it to end.
+const LEASE_RELEASE_WAIT: Duration = Duration::from_secs(10);
+
 /// A [`Host`] reached through a [`Transport`] (SSH, or local for tests and symmetry).
+///
+/// Clones share their restores' state (leases, and staging directories left to discard): a
+/// caller that restores onto one host several times (a recovery retrying a restore step)
+/// keeps one `TransportHost` for it, so that what a cut-off restore left is removed by the
+/// next one.
 #[derive(Debug, Clone)]
 pub struct TransportHost {
     transport: Arc<dyn Transport>,
     runtime: Handle,
+    restores: Arc<Mutex<Restores>>,
+}
+
+#[derive(Debug, Default)]
+struct Restores {
+    /// The lease of each running restore's staging directory, by directory.
+    leases: HashMap<PathBuf, RemoteChild>,
+    /// Staging directories of ended restores that could not be removed: the host did not
+    /// answer.
+    unfinished: Vec<Staging>,
+}
+
+/// How a staging directory's lease ended.
+enum Released {
+    /// Its restore released it, or it had none.
+    Cleanly,
+    /// The connection it ran on was lost: the host did not answer a moment ago.
+    ConnectionLost,
 }
 
 impl TransportHost {
@@ -44,7 +91,44 @@ impl TransportHost {
         Self {
             transport,
             runtime: Handle::current(),
+            restores: Arc::default(),
         }
+    }
+
+    fn restores(&self) -> MutexGuard<'_, Restores> {
+        self.restores.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends the lease of `dir`: tells it the restore is over (so it leaves the directory as
+    /// the restore left it) and waits for it, briefly. Reports whether its connection was lost.
+    fn release(&self, dir: &Path) -> Released {
+        let Some(mut lease) = self.restores().leases.remove(dir) else {
+            return Released::Cleanly;
+        };
+        self.runtime.block_on(async {
+            let mut told = false;
+            if let Some(mut stdin) = lease.stdin.take() {
+                told = stdin.write_all(b"done\n").await.is_ok() && stdin.shutdown().await.is_ok();
+            }
+            // A lease whose connection is gone ends with an error; one that does not end
+            // is on a host that does not answer.
+            match tokio::time::timeout(LEASE_RELEASE_WAIT, lease.wait()).await {
+                Ok(Ok(_)) if told => Released::Cleanly,
+                _ => Released::ConnectionLost,
+            }
+        })
+    }
+
+    /// Remembers `staging`, which could not be removed, for the next restore on this host.
+    fn leave_for_later(&self, staging: &Staging, why: &dyn fmt::Display) {
+        tracing::warn!(
+            "{}: the staging directory {} could not be removed ({why}); it is removed by the \
+             next restore on this host, or into {}",
+            self.transport,
+            staging.dir.display(),
+            staging.target.display()
+        );
+        self.restores().unfinished.push(staging.clone());
     }
 
     /// Runs a short script to completion. Its stdout if it exits 0; otherwise its standard
@@ -194,6 +278,17 @@ fn check_status(
     }
 }
 
+/// `TARGET/.drp-kept-XXXXXX` for `TARGET/.drp-restore-XXXXXX`.
+fn kept_name(staging: &Staging) -> PathBuf {
+    let name = staging
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let suffix = name.strip_prefix(STAGING_PREFIX).unwrap_or(&name);
+    staging.target.join(format!("{KEPT_PREFIX}{suffix}"))
+}
+
 fn quote(path: &Path) -> String {
     shell_quote(&path.to_string_lossy())
 }
@@ -269,6 +364,24 @@ impl Host for TransportHost {
 
     fn prepare_restore(&self, target: &Path, names: &[&str]) -> Result<Staging, HostError> {
         let t = quote(target);
+        // What earlier restores of this process left: theirs for sure, so removed whatever
+        // their locks say (a lease of a cut-off session may still hold one on the host).
+        let unfinished = self.restores().unfinished.clone();
+        let discards: String = unfinished
+            .iter()
+            .enumerate()
+            .map(|(i, staging)| {
+                let d = quote(&staging.dir);
+                let mut discard = format!(
+                    "if [ -e {d} ]; then rm -rf -- {d} && echo discarded {i}; \
+                     else echo gone {i}; fi; "
+                );
+                if staging.created_target {
+                    discard.push_str(&format!("rmdir {} 2>/dev/null; ", quote(&staging.target)));
+                }
+                discard
+            })
+            .collect();
         let checks: String = names
             .iter()
             .map(|name| {
@@ -279,20 +392,105 @@ impl Host for TransportHost {
                 )
             })
             .collect();
+        // Abandoned staging directories: see `Staging`. An empty, young one may be a restore's
+        // in the instant before its lease locks it; a restore writes only once locked.
+        let grace_minutes = EMPTY_STAGING_GRACE.as_secs().div_ceil(60);
         let script = format!(
-            "{checks}created=0; if [ ! -d {t} ]; then mkdir -p {t} || exit 1; created=1; fi; \
-             d=$(mktemp -d {t}/.drp-restore-XXXXXX) || exit 1; echo \"$created $d\""
+            "{discards}{checks}created=0; if [ ! -d {t} ]; then mkdir -p {t} || exit 1; created=1; fi; \
+             locked=0; if command -v flock >/dev/null 2>&1; then locked=1; \
+             for d in {t}/{STAGING_PREFIX}*; do \
+             if [ ! -d \"$d\" ] || [ -L \"$d\" ]; then continue; fi; \
+             if [ -z \"$(ls -A \"$d\" 2>/dev/null)\" ] && \
+             [ -z \"$(find \"$d\" -maxdepth 0 -mmin +{grace_minutes} 2>/dev/null)\" ]; then continue; fi; \
+             flock -n \"$d\" rm -rf -- \"$d\" 2>/dev/null; \
+             if [ ! -e \"$d\" ]; then echo \"removed $d\"; fi; \
+             done; fi; \
+             d=$(mktemp -d {t}/{STAGING_PREFIX}XXXXXX) || exit 1; \
+             if [ $locked = 0 ]; then echo \"staging $created 0 $d\"; exit 0; fi; \
+             exec flock \"$d\" sh -c 'echo \"staging $2 1 $1\"; exec >/dev/null; \
+             IFS= read -r word; [ \"$word\" = done ] || rm -rf -- \"$1\"' lease \"$d\" \"$created\""
         );
-        let out = self.run(&script)?;
-        let (created, dir) = out.trim().split_once(' ').ok_or_else(|| {
-            HostError::new(format!(
-                "{}: unexpected answer {out:?} while preparing the restore",
+        let Spawned { mut child, stderr } = self.spawn(&script)?;
+        // Read up to the staging line, which the lease prints once it holds the lock (the
+        // restore writes nothing before): the lease then keeps running, its outputs open (a
+        // command whose outputs all ended counts as ended), silent but for errors.
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let staging_line = loop {
+            if let Some(line) = out
+                .split(|&b| b == b'\n')
+                .rev()
+                .skip(1)
+                .find(|l| l.starts_with(b"staging "))
+            {
+                break Some(String::from_utf8_lossy(line).into_owned());
+            }
+            match self.runtime.block_on(child.stdout.read(&mut buf)) {
+                Ok(0) | Err(_) => break None,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        };
+        for line in String::from_utf8_lossy(&out).lines() {
+            let reported = |rest: &str| rest.parse::<usize>().ok().and_then(|i| unfinished.get(i));
+            if let Some(staging) = line.strip_prefix("discarded ").and_then(reported) {
+                tracing::warn!(
+                    "{}: removed {}, the staging directory of a restore that was cut off from \
+                     this host",
+                    self.transport,
+                    staging.dir.display()
+                );
+            }
+            if let Some(dir) = line.strip_prefix("removed ") {
+                tracing::warn!(
+                    "{}: removed {dir}, the staging directory of an earlier restore that did \
+                     not finish (nobody held its lock)",
+                    self.transport
+                );
+            }
+            let done = line
+                .strip_prefix("discarded ")
+                .or_else(|| line.strip_prefix("gone "))
+                .and_then(reported);
+            if let Some(done) = done {
+                self.restores().unfinished.retain(|s| s != done);
+            }
+        }
+        let Some(line) = staging_line else {
+            let status = self
+                .runtime
+                .block_on(child.wait())
+                .map_err(transport_failure)?;
+            let tail = self.runtime.block_on(stderr).unwrap_or_default();
+            let message = String::from_utf8_lossy(&tail).trim().to_string();
+            return Err(HostError::new(if status.success() {
+                format!(
+                    "{}: unexpected answer {:?} while preparing the restore",
+                    self.transport,
+                    String::from_utf8_lossy(&out)
+                )
+            } else {
+                format!("{}: {message} ({status})", self.transport)
+            }));
+        };
+        let mut fields = line.splitn(4, ' ').skip(1);
+        let (Some(created), Some(locked), Some(dir)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(HostError::new(format!(
+                "{}: unexpected answer {line:?} while preparing the restore",
                 self.transport
-            ))
-        })?;
+            )));
+        };
+        let dir = PathBuf::from(dir);
+        if locked == "1" {
+            self.restores().leases.insert(dir.clone(), child);
+        } else {
+            // No flock on the host: the script ended; no lease, and no cleanup either.
+            let _ = self.runtime.block_on(child.wait());
+        }
         Ok(Staging {
             target: target.to_path_buf(),
-            dir: PathBuf::from(dir),
+            dir,
             created_target: created == "1",
         })
     }
@@ -315,22 +513,38 @@ impl Host for TransportHost {
     }
 
     fn commit_restore(&self, staging: &Staging, names: &[&str]) -> Result<(), HostError> {
+        let dir = quote(&staging.dir);
+        let kept = quote(&kept_name(staging));
         let moves: String = names
             .iter()
             .map(|name| {
                 let from = quote(&staging.dir.join(name));
                 let to = quote(&staging.target.join(name));
                 format!(
-                    "if [ -e {to} ] || [ -L {to} ]; then echo {to} appeared during the restore >&2; \
-                     exit 3; fi; mv {from} {to} || exit 1; "
+                    "if [ -e {to} ] || [ -L {to} ]; then kept={dir}; mv {dir} {kept} && kept={kept}; \
+                     echo {to} appeared during the restore\\; the restored data was left in \
+                     \"$kept\" >&2; exit 3; fi; mv {from} {to} || exit 1; "
                 )
             })
             .collect();
-        self.run(&format!("{moves}rmdir {}", quote(&staging.dir)))
-            .map(drop)
+        let committed = self.run(&format!("{moves}rmdir {dir}")).map(drop);
+        let released = self.release(&staging.dir);
+        if let Err(e) = &committed
+            && (transport_cause(e).is_some() || matches!(released, Released::ConnectionLost))
+        {
+            // Cut off while moving: what was not moved yet is left; the restore is over.
+            self.leave_for_later(staging, e);
+        }
+        committed
     }
 
     fn discard_restore(&self, staging: &Staging) {
+        if let Released::ConnectionLost = self.release(&staging.dir) {
+            // The host did not answer a moment ago: no new connection just for this. The
+            // lease, if its session ends on the host, removed the directory already.
+            self.leave_for_later(staging, &"the connection to the host was lost");
+            return;
+        }
         let mut script = format!("rm -rf {}", quote(&staging.dir));
         if staging.created_target {
             script.push_str(&format!(
@@ -338,7 +552,11 @@ impl Host for TransportHost {
                 quote(&staging.target)
             ));
         }
-        let _ = self.run(&script);
+        if let Err(e) = self.run(&script)
+            && transport_cause(&e).is_some()
+        {
+            self.leave_for_later(staging, &e);
+        }
     }
 
     fn pipe_to(&self, command: &str, plain: &mut dyn Read) -> io::Result<()> {

@@ -385,3 +385,175 @@ async fn cut_soon(server: &Sshd) -> usize {
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     cut_connections(server)
 }
+
+/// Runs a blocking [`Host`] call off the runtime's threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// Every process under `pid` (children, theirs, ...), from /proc.
+fn descendants(pid: &str) -> Vec<String> {
+    let mut parents = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        if let Some(ppid) = after_comm.split(' ').nth(1) {
+            parents.push((entry.file_name().into_string().unwrap(), ppid.to_string()));
+        }
+    }
+    let mut all = Vec::new();
+    let mut next = vec![pid.to_string()];
+    while let Some(parent) = next.pop() {
+        for (child, _) in parents.iter().filter(|(_, p)| *p == parent) {
+            all.push(child.clone());
+            next.push(child.clone());
+        }
+    }
+    all
+}
+
+fn signal(signal: &str, pids: &[String]) {
+    for pid in pids {
+        let _ = Command::new("kill")
+            .args([signal, pid])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "waited in vain until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_keeps_a_concurrent_restores_staging_and_a_cut_one_cleans_up_on_the_host() {
+    let a = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("srv");
+
+    // Two restores into one target, from two "processes": the second leaves the first's
+    // staging directory (locked by its lease, and full of data) alone.
+    let (one, two) = (host(&a), host(&a));
+    let first = {
+        let (one, target) = (one.clone(), target.clone());
+        blocking(move || one.prepare_restore(&target, &["www"]))
+            .await
+            .unwrap()
+    };
+    fs::write(first.dir.join("www"), "restored").unwrap();
+    let second = {
+        let (two, target) = (two.clone(), target.clone());
+        blocking(move || two.prepare_restore(&target, &["db"]))
+            .await
+            .unwrap()
+    };
+    assert_eq!(fs::read(first.dir.join("www")).unwrap(), b"restored");
+    {
+        let (one, first) = (one.clone(), first.clone());
+        blocking(move || one.commit_restore(&first, &["www"]))
+            .await
+            .unwrap();
+    }
+    {
+        let (two, second) = (two.clone(), second.clone());
+        blocking(move || two.discard_restore(&second)).await;
+    }
+    let mut names: Vec<_> = fs::read_dir(&target).unwrap().flatten().collect();
+    assert_eq!(names.len(), 1);
+    assert_eq!(names.pop().unwrap().file_name(), "www");
+
+    // A restore whose connection is cut: its lease, its session gone, removes the staging
+    // directory on the host, without a new connection from drp.
+    let three = host(&a);
+    let cut = {
+        let (three, target) = (three.clone(), target.clone());
+        blocking(move || three.prepare_restore(&target, &["db"]))
+            .await
+            .unwrap()
+    };
+    fs::write(cut.dir.join("db"), "partial").unwrap();
+    assert!(cut_connections(&a) > 0);
+    wait_until("the lease removed the staging directory", || {
+        !cut.dir.exists()
+    });
+    {
+        let (three, cut) = (three.clone(), cut.clone());
+        blocking(move || three.discard_restore(&cut)).await;
+    }
+    assert_eq!(fs::read_dir(&target).unwrap().count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staging_directory_the_host_did_not_answer_to_discard_goes_with_the_next_restore() {
+    let a = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("srv");
+    let restorer = host(&a);
+    let staging = {
+        let (restorer, target) = (restorer.clone(), target.clone());
+        blocking(move || restorer.prepare_restore(&target, &["www"]))
+            .await
+            .unwrap()
+    };
+    fs::write(staging.dir.join("www"), "partial").unwrap();
+
+    // The host stops answering (everything of sshd frozen, the lease too, which keeps its
+    // lock): discarding gives up without removing anything.
+    let listener = fs::read_to_string(a.dir().join("sshd.pid")).unwrap();
+    let listener = listener.trim().to_string();
+    let sessions = descendants(&listener);
+    signal("-STOP", std::slice::from_ref(&listener));
+    signal("-STOP", &sessions);
+    {
+        let (restorer, staging) = (restorer.clone(), staging.clone());
+        blocking(move || restorer.discard_restore(&staging)).await;
+    }
+    assert!(staging.dir.join("www").exists());
+
+    // The connection dies for good and the host answers again; the frozen lease still holds
+    // the lock (as a session the host has not noticed is dead would).
+    let connections: Vec<String> = sessions
+        .iter()
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat[stat.rfind(')').unwrap() + 2..].split(' ').nth(1) == Some(listener.as_str())
+            })
+        })
+        .cloned()
+        .collect();
+    signal("-KILL", &connections);
+    signal("-CONT", std::slice::from_ref(&listener));
+
+    // Another restore into the target leaves it: for all it can tell, it is a live restore's.
+    let other = host(&a);
+    let elsewhere = {
+        let (other, target) = (other.clone(), target.clone());
+        blocking(move || other.prepare_restore(&target, &["db"]))
+            .await
+            .unwrap()
+    };
+    assert!(staging.dir.join("www").exists());
+    blocking(move || other.discard_restore(&elsewhere)).await;
+
+    // The next restore of the process that made it knows better, and removes it.
+    let next = {
+        let (restorer, target) = (restorer.clone(), target.clone());
+        blocking(move || restorer.prepare_restore(&target, &["www"]))
+            .await
+            .unwrap()
+    };
+    assert!(!staging.dir.exists());
+    blocking(move || restorer.discard_restore(&next)).await;
+    // The restores created the target; with all of them gone, so is it.
+    assert!(!target.exists());
+    signal("-KILL", &sessions);
+}

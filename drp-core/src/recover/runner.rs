@@ -78,6 +78,10 @@ pub struct PlanRunner {
     /// asking the store: otherwise the k-th stack to look for a spare would try every spare
     /// the earlier ones took again, N²/2 store requests for N stacks (20,100 for 200).
     leased: Mutex<HashMap<String, String>>,
+    /// Restore hosts by host name: one per host for the whole run, so that a restore that was
+    /// cut off leaves its staging directory to the next restore on that host to remove (see
+    /// [`crate::remote`]).
+    restore_hosts: Mutex<HashMap<String, TransportHost>>,
     /// Secret values: hidden from what notifiers send (a failed command's stderr may echo
     /// one; the journal has its own [`Redact`](crate::executor::Redact)).
     secrets: Vec<String>,
@@ -118,6 +122,7 @@ impl PlanRunner {
             keys: Mutex::default(),
             transports: Mutex::default(),
             leased: Mutex::default(),
+            restore_hosts: Mutex::default(),
             secrets: super::plan_secrets(&plan_for_secrets),
         })
     }
@@ -134,6 +139,16 @@ impl PlanRunner {
         transports
             .entry(host.name.clone())
             .or_insert_with(|| host.transport())
+            .clone()
+    }
+
+    /// The [`drp_backup::Host`] that restores onto `host` (inside the runtime).
+    fn restore_host(&self, host: &Host) -> TransportHost {
+        let transport = self.transport(host);
+        let mut hosts = self.restore_hosts.lock().unwrap_or_else(|e| e.into_inner());
+        hosts
+            .entry(host.name.clone())
+            .or_insert_with(|| TransportHost::new(transport))
             .clone()
     }
 
@@ -466,7 +481,7 @@ impl PlanRunner {
         options.snapshot = SnapshotSelector::Id(snapshot.clone());
         options.sources = vec![source.to_string()];
         options.trust = self.trust.clone();
-        options.host = Arc::new(TransportHost::new(self.transport(host)));
+        options.host = Arc::new(self.restore_host(host));
         let report = off_thread(move || async move { repo.restore(options).await })
             .await
             .map_err(|e| StepError::permanent(format!("restoring {source}: {e}")))?
