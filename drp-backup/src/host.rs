@@ -53,6 +53,20 @@ pub struct Staging {
     pub created_target: bool,
 }
 
+impl Staging {
+    /// Where a restore that cannot commit keeps its data for the operator:
+    /// `TARGET/.drp-kept-XXXXXX` for `TARGET/.drp-restore-XXXXXX` (never removed by drp).
+    pub fn kept_dir(&self) -> PathBuf {
+        let name = self
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let suffix = name.strip_prefix(STAGING_PREFIX).unwrap_or(&name);
+        self.target.join(format!("{KEPT_PREFIX}{suffix}"))
+    }
+}
+
 /// Why a [`Host`] operation failed: a message that says what failed and where, and, when the
 /// failure has a cause that callers tell apart, that error as its
 /// [`source`](std::error::Error::source) (drp-core's remote hosts give their transport's
@@ -254,7 +268,7 @@ impl Host for LocalHost {
         for name in names {
             let destination = staging.target.join(name);
             if destination.symlink_metadata().is_ok() {
-                let kept = kept_name(staging);
+                let kept = staging.kept_dir();
                 let left_in = match std::fs::rename(&staging.dir, &kept) {
                     Ok(()) => kept,
                     Err(_) => staging.dir.clone(),
@@ -339,17 +353,6 @@ fn unlock_staging(dir: &Path) {
     if let Some(locks) = locks.as_mut() {
         locks.remove(dir);
     }
-}
-
-/// `TARGET/.drp-kept-XXXXXX` for `TARGET/.drp-restore-XXXXXX`.
-fn kept_name(staging: &Staging) -> PathBuf {
-    let name = staging
-        .dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let suffix = name.strip_prefix(STAGING_PREFIX).unwrap_or(&name);
-    staging.target.join(format!("{KEPT_PREFIX}{suffix}"))
 }
 
 /// Removes the staging directories in `target` that are abandoned by the rule of [`Staging`]
@@ -1091,7 +1094,7 @@ mod tests {
             .unwrap();
         std::fs::write(target.join("a"), "someone else's").unwrap();
         let err = LocalHost.commit_restore(&staging, &["a"]).unwrap_err();
-        let kept = kept_name(&staging);
+        let kept = staging.kept_dir();
         assert!(
             err.to_string()
                 .ends_with(&format!("the restored data was left in {}", kept.display())),

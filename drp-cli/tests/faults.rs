@@ -83,6 +83,28 @@ impl World {
         ]
     }
 
+    /// `drp backup restore` of acme's latest snapshot in `store` to `target` on the sshd host.
+    fn remote_restore(&self, store: &str, target: &Path) -> Command {
+        let target = target.display().to_string();
+        let mut args: Vec<String> = [
+            "backup",
+            "restore",
+            "--store",
+            store,
+            "--stack",
+            "acme",
+            "--key",
+            "keys/acme.sec.asc",
+            "--to",
+            &target,
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(self.ssh_flags());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.drp(&args)
+    }
+
     /// A directory holding one sparse file of `bytes` (read as zeros by tar: a long stream
     /// that costs no disk).
     fn big_source(&self, bytes: u64) -> PathBuf {
@@ -312,24 +334,8 @@ fn a_remote_restore_whose_ssh_connection_drops_leaves_the_target_as_it_was() {
     let before = visible_tree(&target);
 
     let target_arg = target.display().to_string();
-    let mut args: Vec<String> = [
-        "backup",
-        "restore",
-        "--store",
-        &store,
-        "--stack",
-        "acme",
-        "--key",
-        "keys/acme.sec.asc",
-        "--to",
-        &target_arg,
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(world.ssh_flags());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let child = world
-        .drp(&args)
+        .remote_restore(&store, &target)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -347,7 +353,7 @@ fn a_remote_restore_whose_ssh_connection_drops_leaves_the_target_as_it_was() {
 
     // The host answers again: the next restore removes what the cut one left (its lease died
     // with the session: nobody holds its lock), and restores the whole source.
-    let out = world.drp(&args).output().unwrap();
+    let out = world.remote_restore(&store, &target).output().unwrap();
     let shown = text(&out);
     assert!(out.status.success(), "{shown}");
     for dir in &left {
@@ -447,24 +453,7 @@ fn a_remote_restore_removes_abandoned_staging_directories_and_keeps_live_ones() 
     // Data a restore kept for the operator (its name was taken meanwhile).
     fs::create_dir_all(target.join(".drp-kept-abc123/www")).unwrap();
 
-    let target_arg = target.display().to_string();
-    let mut args: Vec<String> = [
-        "backup",
-        "restore",
-        "--store",
-        &store,
-        "--stack",
-        "acme",
-        "--key",
-        "keys/acme.sec.asc",
-        "--to",
-        &target_arg,
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(world.ssh_flags());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = world.drp(&args).output().unwrap();
+    let out = world.remote_restore(&store, &target).output().unwrap();
     let shown = text(&out);
     eprintln!("{shown}");
     assert!(out.status.success(), "{shown}");
@@ -490,7 +479,7 @@ fn a_remote_restore_removes_abandoned_staging_directories_and_keeps_live_ones() 
     drop(holder.stdin.take());
     assert!(holder.wait().unwrap().success());
     fs::remove_dir_all(target.join("www")).unwrap();
-    let out = world.drp(&args).output().unwrap();
+    let out = world.remote_restore(&store, &target).output().unwrap();
     let shown = text(&out);
     assert!(out.status.success(), "{shown}");
     assert!(

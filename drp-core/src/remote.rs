@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use drp_backup::host::{
-    EMPTY_STAGING_GRACE, KEPT_PREFIX, STAGING_PREFIX, STDERR_TAIL, Staging, failure_message,
+    EMPTY_STAGING_GRACE, STAGING_PREFIX, STDERR_TAIL, Staging, failure_message,
 };
 use drp_backup::{Host, HostError, SourceKind, SourceOrigin};
 use drp_provision::{
@@ -278,17 +278,6 @@ fn check_status(
     }
 }
 
-/// `TARGET/.drp-kept-XXXXXX` for `TARGET/.drp-restore-XXXXXX`.
-fn kept_name(staging: &Staging) -> PathBuf {
-    let name = staging
-        .dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let suffix = name.strip_prefix(STAGING_PREFIX).unwrap_or(&name);
-    staging.target.join(format!("{KEPT_PREFIX}{suffix}"))
-}
-
 fn quote(path: &Path) -> String {
     shell_quote(&path.to_string_lossy())
 }
@@ -514,7 +503,7 @@ impl Host for TransportHost {
 
     fn commit_restore(&self, staging: &Staging, names: &[&str]) -> Result<(), HostError> {
         let dir = quote(&staging.dir);
-        let kept = quote(&kept_name(staging));
+        let kept = quote(&staging.kept_dir());
         let moves: String = names
             .iter()
             .map(|name| {
