@@ -888,6 +888,31 @@ mod tests {
         assert!(err.contains("integrity check (MDC) failed"), "{err}");
     }
 
+    /// Every single-byte change of a message — in its headers, the session key packet, the
+    /// lengths, the data and the MDC — is an error, never a panic and never different data.
+    #[test]
+    fn any_changed_byte_is_refused_without_a_panic() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, r, s) = key(tmp.path(), "a", None);
+        // Longer than the look-ahead, so the fast reader also reads past the screened prefix.
+        let data = pseudo_random(LOOKAHEAD + 5_000, 11);
+        let ct = encrypt_bytes(&r, &data);
+        let positions = (0..600).chain((600..ct.len()).step_by(397));
+        for pos in positions {
+            for flip in [0x01u8, 0x80, 0xFF] {
+                let mut bad = ct.clone();
+                bad[pos] ^= flip;
+                match decrypt_bytes(&s, bad) {
+                    Err(_) => {}
+                    Ok(out) => assert!(
+                        out == data,
+                        "byte {pos} ^ {flip:#04x}: different data without an error"
+                    ),
+                }
+            }
+        }
+    }
+
     /// Records the layers of a decrypted message.
     struct StructureProbe(SecretKeys, Vec<&'static str>);
     impl VerificationHelper for StructureProbe {
