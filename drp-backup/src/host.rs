@@ -749,11 +749,15 @@ impl WritebackFile {
 
     /// Waits for the helper thread, then makes the whole file durable.
     fn sync_all(mut self) -> io::Result<()> {
+        self.stop_flusher();
+        self.file.sync_all()
+    }
+
+    fn stop_flusher(&mut self) {
         if let Some((tx, thread)) = self.flusher.take() {
             drop(tx);
             let _ = thread.join();
         }
-        self.file.sync_all()
     }
 }
 
@@ -777,10 +781,7 @@ impl Write for WritebackFile {
 
 impl Drop for WritebackFile {
     fn drop(&mut self) {
-        if let Some((tx, thread)) = self.flusher.take() {
-            drop(tx);
-            let _ = thread.join();
-        }
+        self.stop_flusher();
     }
 }
 

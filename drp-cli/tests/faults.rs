@@ -83,6 +83,21 @@ impl World {
         ]
     }
 
+    /// `drp backup create` of `source` as acme's source `www` into `store`.
+    fn back_up_acme(&self, store: &str, source: &Path) {
+        self.ok(&[
+            "backup",
+            "create",
+            "--store",
+            store,
+            "--stack",
+            "acme",
+            "--recipient",
+            "keys/acme.pub.asc",
+            &format!("www={}", source.display()),
+        ]);
+    }
+
     /// `drp backup restore` of acme's latest snapshot in `store` to `target` on the sshd host.
     fn remote_restore(&self, store: &str, target: &Path) -> Command {
         let target = target.display().to_string();
@@ -316,17 +331,7 @@ fn a_remote_restore_whose_ssh_connection_drops_leaves_the_target_as_it_was() {
     let world = World::new();
     let source = world.big_source(1 << 30);
     let store = world.store();
-    world.ok(&[
-        "backup",
-        "create",
-        "--store",
-        &store,
-        "--stack",
-        "acme",
-        "--recipient",
-        "keys/acme.pub.asc",
-        &format!("www={}", source.display()),
-    ]);
+    world.back_up_acme(&store, &source);
     // The "remote" target already holds the previous site.
     let target = world.path("remote/srv");
     fs::create_dir_all(target.join("old")).unwrap();
@@ -406,17 +411,7 @@ fn a_remote_restore_removes_abandoned_staging_directories_and_keeps_live_ones() 
     fs::create_dir_all(&source).unwrap();
     fs::write(source.join("index.html"), "<h1>new</h1>\n").unwrap();
     let store = world.store();
-    world.ok(&[
-        "backup",
-        "create",
-        "--store",
-        &store,
-        "--stack",
-        "acme",
-        "--recipient",
-        "keys/acme.pub.asc",
-        &format!("www={}", source.display()),
-    ]);
+    world.back_up_acme(&store, &source);
     let target = world.path("remote/srv");
     // A restore killed mid-stream: data, nobody holds the lock.
     fs::create_dir_all(target.join(".drp-restore-killed/www")).unwrap();
@@ -560,17 +555,7 @@ fn a_recovery_whose_restore_loses_its_ssh_connection_retries_and_succeeds() {
     let world = World::new();
     let source = world.big_source(1 << 30);
     let store = world.store();
-    world.ok(&[
-        "backup",
-        "create",
-        "--store",
-        &store,
-        "--stack",
-        "acme",
-        "--recipient",
-        "keys/acme.pub.asc",
-        &format!("www={}", source.display()),
-    ]);
+    world.back_up_acme(&store, &source);
     let target = world.path("hosts/shop");
     let stack = format!(
         "[stacks.acme]\ncustomer = \"acme\"\nrole = \"app\"\nsources = [\"www=/unused\"]\n\
